@@ -1,0 +1,31 @@
+"""The small interface the router core uses for retrieval.
+
+The core depends only on this module: no LangChain or Chroma types cross it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from router.results import Passage
+
+
+@dataclass
+class Grounding:
+    """What retrieval adds to one complaint's prompt, and what it cites."""
+
+    context: str  # text placed before the complaint in the prompt ('' = nothing)
+    passages: list[Passage] = field(default_factory=list)
+
+
+class Grounder(Protocol):
+    def ground(self, text: str, *, policy: bool = True, precedents: bool = False, exclude_self: bool = False) -> Grounding:
+        """Retrieve policy passages and/or labeled precedents for a complaint.
+
+        exclude_self: never return a precedent whose text is this complaint (evaluation).
+        """
+
+
+class RetrievalUnavailable(RuntimeError):
+    """The store is missing or unreachable; routing goes on without RAG."""

@@ -1,0 +1,88 @@
+"""Soft-prompt artifacts: a PEFT adapter directory plus triage's metadata.
+
+Layout of a version directory::
+
+    adapter_config.json         PEFT (PeftModel.from_pretrained loads it)
+    adapter_model.safetensors   PEFT
+    triage.json                 base model + hash, data hash, parameters, loss curve, metrics, created
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from router.backends import PrefixCache, embeds_prefix_cache
+
+METADATA = "triage.json"
+
+
+class ArtifactError(ValueError):
+    """A soft-prompt artifact that is missing, malformed or made for another base model."""
+
+
+@dataclass
+class SoftPrompt:
+    path: Path
+    method: str  # "prompt" or "prefix"
+    metadata: dict
+    embeds: torch.Tensor | None  # prompt tuning: [n_virtual, hidden]
+    prefix: PrefixCache  # keys/values every complaint is decoded after
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        return self.prefix.length if self.embeds is None else self.embeds.shape[0]
+
+    @property
+    def version(self) -> str:
+        return self.metadata.get("version") or self.path.name
+
+
+def read_metadata(path: str | Path) -> dict:
+    path = Path(path)
+    meta_file = path / METADATA
+    if not (path / "adapter_config.json").is_file():
+        raise ArtifactError(f"{path}: not a soft-prompt artifact (no adapter_config.json)")
+    if not meta_file.is_file():
+        raise ArtifactError(f"{path}: missing {METADATA} (base model and training metadata)")
+    try:
+        return json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{meta_file}: not valid JSON ({exc})") from exc
+
+
+def check_base(metadata: dict, base, path: Path) -> None:
+    want, have = metadata.get("base_model_sha256"), base.fingerprint
+    if want != have:
+        raise ArtifactError(
+            f"{path} was tuned on base model {metadata.get('base_model')!r} (sha256 {str(want)[:12]}…), "
+            f"but the loaded base model is {base.model_id!r} (sha256 {have[:12]}…); "
+            "a soft prompt only works on the model it was tuned on: retune it, or set TRIAGE_BASE_MODEL to that model"
+        )
+
+
+@torch.no_grad()
+def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
+    """Load an artifact onto `base` (refused if tuned on another base model)."""
+    from peft import PeftModel
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    check_base(metadata, base, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = PeftModel.from_pretrained(base.model, str(path), is_trainable=False)
+    peft_model.eval()
+    method = metadata.get("method", "prompt")
+    prompt = peft_model.get_prompt(batch_size=1)
+    if method == "prefix":
+        if base.is_seq2seq:
+            raise ArtifactError(f"{path}: prefix tuning is supported for causal models only")
+        return SoftPrompt(path, method, metadata, None, PrefixCache.from_cache(prompt))
+    embeds = prompt[0].detach().clone()
+    prefix = PrefixCache.empty() if base.is_seq2seq else embeds_prefix_cache(base.model, embeds)
+    return SoftPrompt(path, method, metadata, embeds, prefix)

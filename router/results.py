@@ -1,0 +1,42 @@
+"""What a routing returns, shared by the CLI, the API and the console."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STRATEGIES = ("zero-shot", "multi-shot", "tuned")
+
+
+@dataclass
+class Passage:
+    """A retrieved policy passage or precedent cited by a routing."""
+
+    doc_id: str
+    title: str
+    snippet: str
+    score: float
+    kind: str = "policy"  # "policy" or "precedent"
+
+
+@dataclass
+class Routing:
+    departments: list[str]
+    confidence: dict[str, float]
+    strategy: str
+    input_tokens: int
+    generated_tokens: int
+    latency_ms: float
+    virtual_tokens: int = 0
+    model_version: str | None = None
+    needs_review: bool = False
+    rag: bool = False
+    passages: list[Passage] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(self.departments)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["latency_ms"] = round(self.latency_ms, 2)
+        return data

@@ -1,0 +1,141 @@
+"""The service layer: the one place the CLI, the API and the console route through."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from router.artifact import SoftPrompt, load_soft_prompt
+from router.dataset import Example, load_examples
+from router.engine import Engine
+from router.modelio import BaseModel, load_base_model
+from router.results import STRATEGIES, Routing
+from router.settings import DEFAULT_TUNED, Settings, project_root
+
+log = logging.getLogger(__name__)
+
+
+class InputError(ValueError):
+    """A complaint the product will not route (empty, too long, not text)."""
+
+    def __init__(self, message: str, field: str = "text"):
+        super().__init__(message)
+        self.field = field
+
+
+def validate_text(text, max_chars: int, field: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InputError(f"{field} must be a string", field)
+    stripped = text.strip()
+    if not stripped:
+        raise InputError(f"{field} is empty", field)
+    if len(stripped) > max_chars:
+        raise InputError(f"{field} is {len(stripped)} characters; the limit is {max_chars}", field)
+    return stripped
+
+
+def default_shots_file(settings: Settings) -> Path:
+    return settings.shots_file or project_root() / "data" / "complaints.jsonl"
+
+
+class RouterService:
+    """Loads the base model once and routes with any strategy, optionally grounded by RAG."""
+
+    def __init__(self, settings: Settings, *, base: BaseModel | None = None, grounder=None, tuned_path: Path | None = None):
+        self.settings = settings
+        self._base = base
+        self._engine: Engine | None = None
+        self._soft_prompt: SoftPrompt | None = None
+        self._tuned_path = tuned_path
+        self.grounder = grounder
+        self._lock = threading.RLock()
+
+    # -- loading ----------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                base = self._base or load_base_model(self.settings)
+                self._base = base
+                self._engine = Engine(base, self._shots_pool(), self.settings.confidence_threshold)
+            return self._engine
+
+    def _shots_pool(self) -> list[Example]:
+        path = default_shots_file(self.settings)
+        if not path.is_file():
+            log.warning("no shots file at %s; multi-shot is unavailable", path)
+            return []
+        return load_examples(path, self.settings.max_input_chars)
+
+    def tuned_path(self) -> Path:
+        return Path(self._tuned_path or self.settings.tuned_model or DEFAULT_TUNED)
+
+    @property
+    def soft_prompt(self) -> SoftPrompt:
+        with self._lock:
+            if self._soft_prompt is None:
+                self._soft_prompt = load_soft_prompt(self.tuned_path(), self.engine.base)
+            return self._soft_prompt
+
+    def use_tuned(self, path: Path) -> SoftPrompt:
+        """Switch the tuned strategy to another artifact; in-flight calls finish on the old one."""
+        new = load_soft_prompt(path, self.engine.base)
+        with self._lock:
+            self._tuned_path, self._soft_prompt = Path(path), new
+        return new
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
+
+    # -- routing ----------------------------------------------------------------
+    def route(self, text: str, strategy: str | None = None, *, shots: int | None = None, rag: bool = False,
+              precedents: bool = False) -> Routing:
+        return self.route_many([text], strategy, shots=shots, rag=rag, precedents=precedents)[0]
+
+    def route_many(self, texts: Sequence[str], strategy: str | None = None, *, shots: int | None = None,
+                   rag: bool = False, precedents: bool = False, exclude_self: bool = False) -> list[Routing]:
+        strategy = strategy or self.settings.default_strategy
+        if strategy not in STRATEGIES:
+            raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", "strategy")
+        clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
+        soft = self.soft_prompt if strategy == "tuned" else None
+        k = self.settings.shots if shots is None else shots
+        results: list[Routing] = []
+        size = self.settings.batch_size
+        for start in range(0, len(clean), size):
+            chunk = clean[start : start + size]
+            groundings = self._ground(chunk, rag, precedents, exclude_self)
+            contexts = [g.context for g in groundings] if groundings else None
+            routed = self.engine.route_batch(chunk, strategy, shots=k, soft_prompt=soft, contexts=contexts)
+            for routing, grounding in zip(routed, groundings or [None] * len(routed)):
+                if grounding is not None:
+                    routing.passages = grounding.passages
+            results += routed
+        return results
+
+    def _ground(self, texts, rag: bool, precedents: bool, exclude_self: bool):
+        if not (rag or precedents):
+            return None
+        if self.grounder is None:
+            log.warning("RAG requested but no retrieval store is configured; routing without it")
+            return None
+        from rag.interface import RetrievalUnavailable
+
+        try:
+            return [self.grounder.ground(t, policy=rag, precedents=precedents, exclude_self=exclude_self) for t in texts]
+        except RetrievalUnavailable as exc:
+            log.warning("RAG unavailable (%s); routing without it", exc)
+            return None
+
+    def compare(self, text: str, strategies: Sequence[str] = STRATEGIES, *, shots: int | None = None,
+                rag: bool = False) -> list[Routing]:
+        return list(self.compare_iter(text, strategies, shots=shots, rag=rag))
+
+    def compare_iter(self, text: str, strategies: Sequence[str] = STRATEGIES, *, shots: int | None = None,
+                     rag: bool = False) -> Iterator[Routing]:
+        """Each strategy's routing as soon as it is done (for live side-by-side views)."""
+        for strategy in strategies:
+            yield self.route(text, strategy, shots=shots, rag=rag)

