@@ -139,9 +139,9 @@ def train(
                 raise Cancelled()
             loss = batch_loss(model, items, base.is_seq2seq, pad_id, config)
             (loss / config.accumulation_steps).backward()
-            epoch_loss += float(loss) * len(items)
+            epoch_loss += float(loss.detach()) * len(items)
             seen += len(items)
-            result.step_losses.append(float(loss))
+            result.step_losses.append(float(loss.detach()))
             if (index + 1) % config.accumulation_steps == 0 or index + 1 == len(batches):
                 lr = lr_at(update, total_updates, config)
                 for group in optimizer.param_groups:
