@@ -96,7 +96,8 @@ class RouterService:
         return self.route_many([text], strategy, shots=shots, rag=rag, precedents=precedents)[0]
 
     def route_many(self, texts: Sequence[str], strategy: str | None = None, *, shots: int | None = None,
-                   rag: bool = False, precedents: bool = False, exclude_self: bool = False) -> list[Routing]:
+                   rag: bool = False, precedents: bool = False, exclude_self: bool = False,
+                   batch_size: int | None = None) -> list[Routing]:
         strategy = strategy or self.settings.default_strategy
         if strategy not in STRATEGIES:
             raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", "strategy")
@@ -104,7 +105,7 @@ class RouterService:
         soft = self.soft_prompt if strategy == "tuned" else None
         k = self.settings.shots if shots is None else shots
         results: list[Routing] = []
-        size = self.settings.batch_size
+        size = batch_size or self.settings.batch_size
         for start in range(0, len(clean), size):
             chunk = clean[start : start + size]
             groundings = self._ground(chunk, rag, precedents, exclude_self)

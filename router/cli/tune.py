@@ -1,0 +1,88 @@
+"""triage tune: prompt-tune a soft prompt on labeled complaints (watsonx-style parameters)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from router.cli.common import get_service, get_settings
+from router.dataset import load_examples
+
+
+def _progress_printer(stream):
+    def show(p):
+        bar_width = 24
+        filled = int(bar_width * p.step / max(1, p.steps_total))
+        bar = "#" * filled + "-" * (bar_width - filled)
+        if p.epoch_end:
+            stream.write(f"\repoch {p.epoch}/{p.epochs} done: train loss {p.loss:.4f}  validation loss {p.val_loss:.4f}"
+                         f"  elapsed {p.elapsed_s:.0f}s  ETA {p.eta_s:.0f}s\n")
+        else:
+            stream.write(f"\r[{bar}] epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps_total} loss {p.loss:.4f} "
+                         f"lr {p.lr:.4f} ETA {p.eta_s:.0f}s   ")
+        stream.flush()
+    return show
+
+
+@click.command()
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default="data/complaints.jsonl",
+              show_default=True, help="Labeled training file (JSONL).")
+@click.option("--out", "out_path", type=click.Path(file_okay=False), required=True, help="Artifact directory to write.")
+@click.option("--method", type=click.Choice(["prompt", "prefix"]), default=None, help="prompt (shallow) or prefix (deep). Default prefix.")
+@click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
+@click.option("--init-text", default=None, help="Initialization text (default: the business instruction).")
+@click.option("--num-virtual-tokens", type=int, default=None, help="Length of the soft prompt (1-200, default 20).")
+@click.option("--batch-size", type=int, default=None, help="1-16 (default 16).")
+@click.option("--epochs", type=int, default=None, help="1-50 (default 6).")
+@click.option("--learning-rate", type=float, default=None, help="0.01-0.5 (default 0.03).")
+@click.option("--accumulation-steps", type=int, default=None, help="1-128 (default 1).")
+@click.option("--val-fraction", type=float, default=None, help="Share of the training file held out to pick the best epoch.")
+@click.option("--patience", "early_stopping_patience", type=int, default=None, help="Early-stopping patience in epochs.")
+@click.option("--seed", type=int, default=None)
+@click.option("--bf16/--fp32", "bf16", default=None, help="bfloat16 autocast (faster on CPUs with AVX512-BF16).")
+@click.option("--dev", "dev_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Held-out file to evaluate the result on; metrics are stored in the artifact.")
+@click.option("--version", "version", default=None, help="Version name stored in the metadata (default: the directory name).")
+def tune(data_path, out_path, dev_path, version, **params):
+    """Tune a soft prompt; the base model's weights never change.
+
+    Writes a PEFT artifact (adapter_config.json + adapter_model.safetensors) with
+    triage.json metadata, loss.png, and prints the loss curve.
+    """
+    from pydantic import ValidationError
+
+    from tuning.artifacts import build_metadata, save_artifact, update_metadata
+    from tuning.config import TuningConfig, describe_error
+    from tuning.plots import loss_png, loss_terminal
+    from tuning.train import train
+
+    given = {k: v for k, v in params.items() if v is not None}
+    try:
+        config = TuningConfig(**given)
+    except ValidationError as exc:
+        raise click.BadParameter(describe_error(exc), param_hint="tuning parameters") from None
+    settings = get_settings()
+    examples = load_examples(data_path, settings.max_input_chars)
+    service = get_service()
+    base = service.engine.base
+    out = Path(out_path)
+    click.echo(f"tuning {config.method} ({config.num_virtual_tokens} virtual tokens) on {len(examples)} examples "
+               f"from {data_path}; base model {base.model_id}", err=True)
+    result = train(base, examples, config, on_progress=_progress_printer(sys.stderr))
+    metadata = build_metadata(base, config, result, Path(data_path), version or out.name)
+    save_artifact(result, metadata, out)
+    loss_png(result.epoch_losses, result.val_losses, out / "loss.png")
+    click.echo(loss_terminal(result.epoch_losses, result.val_losses), err=True)
+    click.echo(f"best epoch {result.best_epoch}; {result.seconds:.0f}s ({result.seconds_per_epoch:.0f}s/epoch)", err=True)
+    if dev_path:
+        from tuning.evaluate import evaluate_lm
+
+        service.use_tuned(out)
+        report = evaluate_lm(service, "tuned", load_examples(dev_path, settings.max_input_chars), batch_size=16)
+        summary = {k: v for k, v in report.to_json().items() if k != "per_department"}
+        update_metadata(out, dev_metrics={"data": str(dev_path), **report.to_json()})
+        click.echo(json.dumps(summary), err=True)
+    click.echo(str(out))

@@ -1,0 +1,82 @@
+"""`triage data check`: every kind of bad line is reported with its line number; distribution report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from router.cli import cli
+from router.dataset import DataError, load_examples
+
+GOOD = '{"input": "There are multiple missing parts from the package.", "output": "Warehouse, Packaging"}'
+
+
+def run(path, *extra):
+    return CliRunner().invoke(cli, ["data", "check", str(path), *extra])
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ('{"input": "broken json", "output": ', "not valid JSON"),
+        ('["a", "list"]', "expected a JSON object"),
+        ('{"output": "Service"}', "missing field 'input'"),
+        ('{"input": "rude agent"}', "missing field 'output'"),
+        ('{"input": "   ", "output": "Service"}', "field 'input' is empty"),
+        ('{"input": "rude agent", "output": ""}', "field 'output' is empty"),
+        ('{"input": 42, "output": "Service"}', "field 'input' must be a string"),
+        ('{"input": "promo code failed", "output": "Promotion"}', "unknown department 'Promotion'"),
+        ('{"input": "rude agent", "output": "service"}', "did you mean 'Service'"),
+        ('{"input": "rude agent", "output": "Service, Service"}', "repeated"),
+        ('{"input": "' + "x" * 2100 + '", "output": "Service"}', "longer than the limit of 2000"),
+        ('{"input": "There are multiple missing parts from the package.", "output": "Warehouse"}', "duplicate input (first seen on line 1)"),
+    ],
+    ids=["json", "not-object", "no-input", "no-output", "empty-input", "empty-output", "wrong-type", "unknown-dept",
+         "wrong-case", "repeat", "too-long", "duplicate"],
+)
+def test_bad_line_is_named_with_its_line_number(tmp_path, bad_line, message):
+    path = tmp_path / "data.jsonl"
+    path.write_text(GOOD + "\n\n" + bad_line + "\n")
+    result = run(path)
+    assert result.exit_code == 1
+    assert f"{path}:3: error:" in result.output and message in result.output
+    with pytest.raises(DataError) as err:
+        load_examples(path)
+    assert f"{path}:3:" in str(err.value)
+
+
+def test_valid_file_prints_distribution_and_warns_on_single_department_mix(tmp_path):
+    lines = [{"input": f"item {i} is out of stock", "output": "Warehouse"} for i in range(6)]
+    lines += [{"input": f"missing part {i}", "output": "Warehouse, Packaging"} for i in range(2)]
+    path = tmp_path / "ok.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    result = run(path)
+    assert result.exit_code == 0, result.output
+    assert "6  Warehouse" in result.output and "2  Warehouse, Packaging" in result.output
+    assert "warning: Warehouse appears alone in 6 of 8 examples" in result.output
+    report = json.loads(run(path, "--json").output)
+    assert report["valid"] and report["distribution"]["pairs"] == {"Warehouse+Packaging": 2}
+
+
+def test_non_canonical_order_is_a_warning_not_an_error(tmp_path):
+    path = tmp_path / "order.jsonl"
+    path.write_text('{"input": "missing screws", "output": "Packaging, Warehouse"}\n')
+    result = run(path)
+    assert result.exit_code == 0
+    assert "not in canonical order" in result.output
+    assert load_examples(path)[0].output == "Warehouse, Packaging"
+
+
+def test_shipped_data_files_are_valid_and_disjoint():
+    from router.dataset import normalize
+    from tests.conftest import ROOT
+
+    train = load_examples(ROOT / "data" / "complaints.jsonl")
+    v2 = load_examples(ROOT / "data" / "complaints_v2.jsonl")
+    dev = load_examples(ROOT / "data" / "dev.jsonl")
+    assert len(train) >= 500 and len(v2) == 200 and len(dev) >= 100
+    train_keys = {normalize(e.input) for e in train} | {normalize(e.input) for e in v2}
+    assert not [e.line for e in dev if normalize(e.input) in train_keys]
+    assert all(e.rule for e in dev), "dev examples carry the labeling rule for retrieval recall"
