@@ -1,0 +1,32 @@
+"""triage console: the terminal console for agents and supervisors."""
+
+from __future__ import annotations
+
+import click
+
+from router.cli.common import get_service, get_settings
+
+
+@click.command()
+@click.option("--supervisor", is_flag=True, help="Open the supervisor view (review, training data, retrain, models).")
+@click.option("--key", envvar="TRIAGE_CONSOLE_KEY", default=None,
+              help="Supervisor API key (else the console asks for it when the supervisor view opens).")
+@click.option("--theme", type=click.Choice(["dark", "light"]), default=None, help="Colour theme (Ctrl+T switches).")
+def console(supervisor: bool, key: str | None, theme: str | None) -> None:
+    """Route complaints interactively; correct them; retrain and promote models.
+
+    \b
+    triage console                 agent view: type a complaint, Enter routes it
+    triage console --supervisor    supervisor view (asks for a supervisor key)
+    """
+    from router.db import SchemaError
+    from tui.app import create_app, default_store
+
+    settings = get_settings()
+    try:
+        store = default_store(settings)
+    except SchemaError as exc:
+        raise click.ClickException(f"{exc} (the console saves tickets and corrections there)") from exc
+    app = create_app(settings, get_service(), store, supervisor=supervisor, supervisor_key=key,
+                     theme={"dark": "textual-dark", "light": "textual-light"}.get(theme or ""))
+    app.run()

@@ -1,0 +1,124 @@
+"""The triage console app and its factory, shared by `triage console` and the tests."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from router.service import RouterService
+from router.settings import Settings
+from tui.commands import ConsoleCommands
+from tui.session import ConsoleSession
+
+STYLES = Path(__file__).parent / "styles"
+
+
+class TriageConsole(App):
+    """Agent and supervisor views over one RouterService and one store."""
+
+    TITLE = "triage console"
+    CSS_PATH = [STYLES / "console.tcss", STYLES / "agent.tcss", STYLES / "supervisor.tcss"]
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    BINDINGS = [
+        Binding("f2", "show_agent", "Agent", show=False),
+        Binding("f3", "show_supervisor", "Supervisor"),
+        Binding("ctrl+t", "toggle_dark", "Theme", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, settings: Settings, service: RouterService, store=None, *, supervisor: bool = False,
+                 supervisor_key: str | None = None, theme: str | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.service = service
+        self.store = store
+        self.session = ConsoleSession(service, store)
+        self.start_supervisor = supervisor
+        self.supervisor_key = supervisor_key
+        self.supervisor_unlocked = False
+        if theme:
+            self.theme = theme
+
+    def on_mount(self) -> None:
+        from tui.screens.agent import AgentScreen
+
+        self.add_mode("agent", lambda: AgentScreen(self.session))
+        self.add_mode("supervisor", self._supervisor_screen)
+        if self.start_supervisor:
+            self.action_show_supervisor()
+        else:
+            self.switch_mode("agent")
+        self.warm_up()
+
+    def _supervisor_screen(self):
+        from tui.screens.supervisor import SupervisorScreen
+
+        return SupervisorScreen(self.session)
+
+    @work(thread=True, exclusive=True, group="load", name="load model")
+    def warm_up(self) -> None:
+        """Load the base model and the tuned soft prompt off the UI thread."""
+        try:
+            self.service.soft_prompt  # loads the engine too
+        except Exception as exc:  # the agent sees why routing will fail
+            self.call_from_thread(self.notify, str(exc), title="Model not loaded", severity="error", timeout=15)
+
+    # -- views ------------------------------------------------------------------
+    def action_show_agent(self) -> None:
+        self.switch_mode("agent")
+
+    def action_show_supervisor(self) -> None:
+        from tui.access import supervisor_check
+
+        check = supervisor_check(self.settings, self.store)
+        if check is None or self.supervisor_unlocked:
+            self.switch_mode("supervisor")
+            return
+        if self.supervisor_key is not None and check(self.supervisor_key):
+            self.supervisor_unlocked = True
+            self.switch_mode("supervisor")
+            return
+        from tui.screens.key_prompt import KeyPrompt
+
+        def unlocked(ok: bool | None) -> None:
+            if ok:
+                self.supervisor_unlocked = True
+                self.switch_mode("supervisor")
+            elif self.current_mode is None or self.current_mode == "_default":
+                self.switch_mode("agent")
+
+        self.push_screen(KeyPrompt(check), unlocked)
+
+    def action_toggle_dark(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+
+def default_store(settings: Settings):
+    """The product's store for these settings, or None while router/store.py does not exist."""
+    try:
+        store_module = importlib.import_module("router.store")
+    except ModuleNotFoundError as exc:
+        if exc.name != "router.store":
+            raise
+        return None
+    return store_module.open_store(settings)
+
+
+def default_grounder(settings: Settings):
+    try:
+        from rag.grounding import build_grounder
+    except ModuleNotFoundError:
+        return None
+    return build_grounder(settings)
+
+
+def create_app(settings: Settings, service: RouterService | None = None, store=None, *, supervisor: bool = False,
+               supervisor_key: str | None = None, theme: str | None = None) -> TriageConsole:
+    """Build the console; the CLI passes only settings, tests pass a tiny service and a temp store."""
+    service = service or RouterService(settings, grounder=default_grounder(settings))
+    store = store if store is not None else default_store(settings)
+    return TriageConsole(settings, service, store, supervisor=supervisor, supervisor_key=supervisor_key, theme=theme)

@@ -1,0 +1,125 @@
+"""The console's headless core: routing plans, this session's tickets, corrections.
+
+No Textual here: the screens call these functions from workers and show the
+results, so the same behaviour can be driven (and tested) without a terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from router.departments import DEPARTMENTS, canonical
+from router.results import STRATEGIES, Routing
+from router.service import RouterService, validate_text
+
+PRIMARY = "tuned"
+COMPARE_ORDER = (PRIMARY,) + tuple(s for s in STRATEGIES if s != PRIMARY)
+
+
+def row_key(strategy: str, rag: bool) -> str:
+    """The comparison row a routing belongs to: 'tuned', 'zero-shot+rag', ..."""
+    return strategy + ("+rag" if rag else "")
+
+
+def comparison_rows(rag: bool) -> list[tuple[str, bool]]:
+    """(strategy, rag) pairs in the order they are routed; the primary (tuned, +RAG when on) comes first."""
+    first = [(s, rag) for s in COMPARE_ORDER]
+    return first + ([(s, False) for s in COMPARE_ORDER] if rag else [])
+
+
+@dataclass
+class Ticket:
+    """One complaint routed in this console session."""
+
+    number: int
+    text: str
+    rag: bool
+    routings: dict[str, Routing] = field(default_factory=dict)
+    ticket_id: int | None = None
+    final: list[str] | None = None
+    reason: str = ""
+
+    @property
+    def primary(self) -> Routing | None:
+        return self.routings.get(row_key(PRIMARY, self.rag))
+
+    @property
+    def status(self) -> str:
+        if self.final is None:
+            return "routed" if self.primary else "routing"
+        return "accepted" if self.primary and self.final == self.primary.departments else "corrected"
+
+    def matches(self, query: str) -> bool:
+        words = query.lower().split()
+        haystack = " ".join([self.text, self.status, *(self.final or []), *(self.primary.departments if self.primary else [])])
+        return all(word in haystack.lower() for word in words)
+
+
+class CorrectionError(ValueError):
+    """A correction the console will not save (no departments, nothing routed yet)."""
+
+
+class ConsoleSession:
+    """What one agent does in one console run: route, accept or correct, look back."""
+
+    def __init__(self, service: RouterService, store=None):
+        self.service = service
+        self.store = store
+        self.tickets: list[Ticket] = []
+
+    @property
+    def rag_available(self) -> bool:
+        return self.service.grounder is not None
+
+    def new_ticket(self, text: str, rag: bool) -> Ticket:
+        """Validate the complaint (InputError names what is wrong) and open a ticket for it."""
+        clean = validate_text(text, self.service.settings.max_input_chars)
+        ticket = Ticket(len(self.tickets) + 1, clean, rag and self.rag_available)
+        self.tickets.append(ticket)
+        return ticket
+
+    def route_iter(self, ticket: Ticket, should_stop=lambda: False) -> Iterator[tuple[str, Routing]]:
+        """Each comparison row as it finishes; the primary row first, then it is saved as a ticket."""
+        for rag in ([True, False] if ticket.rag else [False]):
+            strategies = COMPARE_ORDER
+            for strategy, routing in zip(strategies, self.service.compare_iter(ticket.text, strategies, rag=rag)):
+                key = row_key(strategy, rag)
+                ticket.routings[key] = routing
+                if key == row_key(PRIMARY, ticket.rag):
+                    self._save_ticket(ticket)
+                yield key, routing
+                if should_stop():
+                    return
+
+    def _save_ticket(self, ticket: Ticket) -> None:
+        if self.store is not None and ticket.primary is not None:
+            ticket.ticket_id = self.store.record_routing(ticket.text, ticket.primary)
+
+    def accept(self, ticket: Ticket) -> None:
+        self.correct(ticket, ticket.primary.departments if ticket.primary else [], "")
+
+    def correct(self, ticket: Ticket, departments, reason: str = "") -> bool:
+        """Store the agent's departments for the ticket; True when they differ from the model's (a correction)."""
+        if ticket.primary is None:
+            raise CorrectionError("nothing to correct yet: the complaint is still being routed")
+        chosen = canonical(departments)
+        if not chosen:
+            raise CorrectionError("choose at least one department (keys 1-7)")
+        changed = chosen != ticket.primary.departments
+        if self.store is not None and ticket.ticket_id is not None:
+            if changed:
+                self.store.record_correction(ticket.ticket_id, chosen, reason.strip() or None)
+            else:
+                self.store.record_acceptance(ticket.ticket_id)
+        ticket.final, ticket.reason = chosen, reason.strip()
+        return changed
+
+    def search(self, query: str) -> list[Ticket]:
+        """This session's tickets, newest first, whose text, departments or status contain every word."""
+        return [t for t in reversed(self.tickets) if t.matches(query)]
+
+
+def department_key(index: int) -> str:
+    """The department toggled by key 1-7."""
+    return DEPARTMENTS[index - 1]
