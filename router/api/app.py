@@ -1,0 +1,116 @@
+"""The app factory shared by `triage serve` and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from router import store
+from router.api import errors
+from router.api.limits import BodyLimit
+from router.api.routes import health, keys, models, routing, tickets
+from router.db import check_schema, engine_for
+from router.service import RouterService
+from router.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _grounder(settings: Settings):
+    try:
+        from rag.grounding import build_grounder
+    except ModuleNotFoundError:
+        return None
+    return build_grounder(settings)
+
+
+def _active_version(engine: Engine):
+    with Session(engine) as session:
+        return store.active_model_version(session)
+
+
+def sync_active_model(app: FastAPI) -> None:
+    """Serve the registry's active version if it changed since this worker last looked (promotes by
+    other workers or by `triage models promote` reach every worker this way)."""
+    state = app.state
+    active = _active_version(state.engine)
+    if active is None or active.version == state.model_version_seen:
+        return
+    if state.model_version_seen is None and state.settings.tuned_model is not None:
+        state.model_version_seen = active.version  # an explicit TRIAGE_TUNED_MODEL wins at startup
+        return
+    log.info("serving model version %s (%s)", active.version, active.artifact_path)
+    state.service.use_tuned(Path(active.artifact_path))
+    state.model_version_seen = active.version
+
+
+def _warm(app: FastAPI) -> None:
+    service: RouterService = app.state.service
+    sync_active_model(app)
+    service.engine  # noqa: B018 - loads the base model
+    try:
+        service.soft_prompt  # noqa: B018 - loads the tuned artifact
+    except Exception as exc:  # noqa: BLE001 - other strategies still work; requests for tuned say why
+        log.warning("the tuned strategy is unavailable: %s", exc)
+
+
+async def _poll(app: FastAPI, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await anyio.to_thread.run_sync(sync_active_model, app)
+        except Exception as exc:  # noqa: BLE001 - keep serving the current version
+            log.warning("could not switch to the registry's active model version: %s", exc)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    if not settings.lazy_model_load:
+        await anyio.to_thread.run_sync(_warm, app)
+    poller = asyncio.create_task(_poll(app, settings.model_poll_seconds)) if settings.model_poll_seconds else None
+    try:
+        yield
+    finally:
+        if poller is not None:
+            poller.cancel()
+        if app.state.owns_engine:
+            app.state.engine.dispose()
+
+
+def create_app(settings: Settings, service: RouterService | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The API over `settings`' database; refuses (SchemaError) when the schema is missing or old.
+
+    service: the RouterService to route with (tests pass a tiny one); default: one built from settings,
+    serving the registry's active model version unless TRIAGE_TUNED_MODEL says otherwise.
+    """
+    owns_engine = engine is None
+    engine = engine or engine_for(settings)
+    check_schema(engine)
+    seen = None
+    if service is None:
+        active = _active_version(engine) if settings.tuned_model is None else None
+        service = RouterService(settings, grounder=_grounder(settings),
+                                tuned_path=Path(active.artifact_path) if active else None)
+        seen = active.version if active else None
+    app = FastAPI(
+        title="triage",
+        version="1",
+        summary="Route customer complaints to every department that must act.",
+        description="Send `Authorization: Bearer <key>` (from `triage keys create`) on every call but /healthz.",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.service, app.state.engine = settings, service, engine
+    app.state.owns_engine, app.state.model_version_seen = owns_engine, seen
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    for module in (health, routing, tickets, models, keys):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,115 @@
+"""Every error as JSON naming the field and the problem: {"detail": ..., "errors": [{"field", "problem"}]}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from router.artifact import ArtifactError
+from router.departments import LabelError
+from router.engine import StrategyError
+from router.service import InputError
+from router.store import Conflict, InvalidInput, NotFound, StoreError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status, headers=headers)
+
+
+def field_name(loc: tuple | list) -> str:
+    """('body', 'tickets', 2, 'text') -> 'tickets[2].text'; ('header', 'idempotency-key') -> 'Idempotency-Key'."""
+    parts = list(loc)
+    where = parts.pop(0) if parts and parts[0] in ("body", "query", "path", "header", "cookie") else None
+    if not parts:
+        return "body" if where in (None, "body") else str(where)
+    if where == "header":
+        return "-".join(p.capitalize() for p in str(parts[0]).split("-"))
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _is_json(request: Request) -> bool:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _problem(error: dict[str, Any], request: Request) -> dict[str, Any]:
+    kind, loc, msg = error.get("type", ""), tuple(error.get("loc", ())), error.get("msg", "invalid")
+    if kind == "json_invalid":
+        where = loc[1] if len(loc) > 1 else "?"
+        return {"field": "body", "problem": f"not valid JSON (at character {where}: {error.get('ctx', {}).get('error', msg)})"}
+    if loc == ("body",) and kind == "missing":
+        return {"field": "body", "problem": "the request body is missing: send a JSON object"}
+    if loc == ("body",) and not _is_json(request):
+        return {"field": "body", "problem": "the request body must be JSON, sent with Content-Type: application/json"}
+    if kind == "extra_forbidden":
+        msg = "unknown field (not part of this request; check the spelling)"
+    elif kind == "value_error":
+        msg = str(error.get("ctx", {}).get("error", msg))
+    return {"field": field_name(loc), "problem": msg}
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [_problem(e, request) for e in exc.errors()]
+    detail = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) or "invalid request"
+    return error_response(422, detail, problems)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    errors = getattr(exc, "errors", None)
+    return error_response(exc.status_code, detail, errors, getattr(exc, "headers", None))
+
+
+def _one(status: int, exc: Exception, field: str | None) -> JSONResponse:
+    message = str(exc)
+    detail = f"{field}: {message}" if field and not message.startswith(field) else message
+    return error_response(status, detail, [{"field": field, "problem": message}])
+
+
+async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 422
+    return _one(status, exc, exc.field)
+
+
+async def input_error(request: Request, exc: InputError) -> JSONResponse:
+    return _one(422, exc, exc.field)
+
+
+async def label_error(request: Request, exc: LabelError) -> JSONResponse:
+    return _one(422, exc, "departments")
+
+
+async def strategy_error(request: Request, exc: StrategyError) -> JSONResponse:
+    return _one(422, exc, "strategy")
+
+
+async def artifact_error(request: Request, exc: ArtifactError) -> JSONResponse:
+    return _one(503, exc, None)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal server error (logged on the server)")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(InvalidInput, store_error)
+    app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(InputError, input_error)
+    app.add_exception_handler(LabelError, label_error)
+    app.add_exception_handler(StrategyError, strategy_error)
+    app.add_exception_handler(ArtifactError, artifact_error)
+    app.add_exception_handler(Exception, unexpected_error)

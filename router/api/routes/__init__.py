@@ -1,0 +1,1 @@
+"""One module per resource; each holds thin routes over router.store and the service."""

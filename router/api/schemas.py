@@ -1,0 +1,80 @@
+"""Request and response shapes that exist only in the API (tickets' shapes live in router.db.models)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+from router.db.models import Strategy, _Forbid
+from router.results import Routing
+
+
+class RouteRequest(_Forbid):
+    """POST /v1/route: route one complaint, store nothing."""
+
+    text: str = Field(description="The complaint.")
+    strategy: Optional[Strategy] = Field(default=None, description="Default: the server's default strategy.")
+    shots: Optional[int] = Field(default=None, ge=0, le=32, description="Examples in the multi-shot prompt.")
+    rag: bool = Field(default=False, description="Ground the routing in retrieved policy passages.")
+    precedents: bool = Field(default=False, description="Add similar labeled complaints to the prompt.")
+
+
+class CompareRequest(_Forbid):
+    """POST /v1/compare: every strategy on one complaint."""
+
+    text: str
+    shots: Optional[int] = Field(default=None, ge=0, le=32)
+    rag: bool = False
+
+
+class PassageOut(BaseModel):
+    doc_id: str
+    title: str
+    snippet: str
+    score: float
+    kind: str
+
+
+class RoutingOut(BaseModel):
+    """One routing: departments, per-department confidence and its cost."""
+
+    departments: list[str]
+    confidence: dict[str, float]
+    strategy: str
+    input_tokens: int
+    generated_tokens: int
+    latency_ms: float
+    virtual_tokens: int
+    model_version: Optional[str]
+    needs_review: bool
+    rag: bool
+    passages: list[PassageOut]
+
+    @classmethod
+    def of(cls, routing: Routing) -> "RoutingOut":
+        return cls.model_validate(routing.to_json())
+
+
+class CompareOut(BaseModel):
+    strategies: list[RoutingOut]
+
+
+class ErrorItem(BaseModel):
+    field: Optional[str] = Field(description="The input at fault: 'text', 'tickets[2].text', 'Idempotency-Key', ...")
+    problem: str
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx answer has this shape."""
+
+    detail: str
+    errors: list[ErrorItem] = []
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    model_loaded: bool
+    database: bool
+    problems: list[str] = []
+    extra: dict[str, Any] = {}

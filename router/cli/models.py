@@ -1,0 +1,92 @@
+"""triage models: the registry of tuned model versions (register, list, promote, roll back)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import click
+
+from router.cli.common import get_settings
+from router.cli.db import db_errors
+
+
+def _session():
+    from sqlmodel import Session
+
+    from router.db import check_schema, engine_for
+
+    engine = engine_for(get_settings())
+    check_schema(engine)
+    return Session(engine, expire_on_commit=False)
+
+
+def _who(who: str | None) -> str:
+    return who or f"cli:{getpass.getuser()}"
+
+
+@click.group()
+def models() -> None:
+    """Model versions. A running server picks up promotions within TRIAGE_MODEL_POLL_SECONDS."""
+
+
+@models.command()
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False))
+@click.option("--version", default=None, help="Name (default: the artifact's triage.json version).")
+@click.option("--metrics", "metrics_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON file of evaluation metrics to store with it.")
+def register(artifact: str, version: str | None, metrics_file: str | None) -> None:
+    """Add a trained soft-prompt artifact as a candidate version."""
+    from router import store
+
+    metrics = json.loads(open(metrics_file, encoding="utf-8").read()) if metrics_file else None
+    with db_errors(), _session() as session:
+        row = store.register_model_version(session, artifact, metrics=metrics, version=version)
+    click.echo(f"registered {row.version} ({row.status}) from {row.artifact_path}")
+
+
+@models.command(name="list")
+def list_() -> None:
+    """Every version, newest first."""
+    from router import store
+
+    with db_errors(), _session() as session:
+        rows = store.list_model_versions(session)
+    if not rows:
+        click.echo("no model versions registered: triage models register ARTIFACT_DIR", err=True)
+        return
+    click.echo(f"{'version':<28} {'status':<10} {'promoted by':<16} {'promoted at':<20} path")
+    for r in rows:
+        at = r.promoted_at.isoformat(timespec="seconds") if r.promoted_at else "-"
+        click.echo(f"{r.version:<28} {r.status:<10} {r.promoted_by or '-':<16} {at:<20} {r.artifact_path}")
+
+
+def _check_loadable(path: str) -> None:
+    from router.artifact import read_metadata
+
+    read_metadata(path)  # ArtifactError (a clean CLI error) if the directory is no longer an artifact
+
+
+@models.command()
+@click.argument("version")
+@click.option("--who", default=None, help="Recorded as promoted_by (default: cli:<user>).")
+def promote(version: str, who: str | None) -> None:
+    """Make VERSION the active one (running servers switch within the poll interval)."""
+    from router import store
+
+    with db_errors(), _session() as session:
+        _check_loadable(store.get_model_version(session, version).artifact_path)
+        row = store.promote(session, version, who=_who(who))
+    click.echo(f"{row.version} is active (promoted by {row.promoted_by})")
+
+
+@models.command()
+@click.argument("version")
+@click.option("--who", default=None, help="Recorded on the re-activated version (default: cli:<user>).")
+def rollback(version: str, who: str | None) -> None:
+    """Retire the active VERSION and re-activate the one before it."""
+    from router import store
+
+    with db_errors(), _session() as session:
+        row = store.rollback(session, version, who=_who(who))
+    click.echo(f"rolled back {version}; {row.version} is active again")
