@@ -27,7 +27,7 @@ class TriageConsole(App):
         Binding("f2", "show_agent", "Agent", show=False),
         Binding("f3", "show_supervisor", "Supervisor"),
         Binding("ctrl+t", "toggle_dark", "Theme", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, settings: Settings, service: RouterService, store=None, *, supervisor: bool = False,

@@ -64,7 +64,7 @@ class RetrainPane(Horizontal):
                 yield Button("Stop", id="retrain-stop", variant="error", compact=True, disabled=True)
         with Vertical(id="retrain-live"):
             yield ProgressBar(id="retrain-progress", show_eta=False)
-            yield Label("Ctrl+S starts a retrain on the training set plus pending corrections.", id="retrain-status")
+            yield Label("Ctrl+S: start a retrain", id="retrain-status")
             yield LossPlot(id="loss-plot")
             yield DataTable(id="retrain-eval", cursor_type="none", zebra_stripes=True)
 

@@ -52,7 +52,7 @@ class ReviewPane(Vertical):
         for item in items:
             t = item.ticket
             conf = "-" if t.confidence is None else f"{t.confidence:.0%}"
-            table.add_row(str(t.id), item.reason, conf, ", ".join(t.departments), excerpt(t.text, 40), key=str(t.id))
+            table.add_row(str(t.id), item.reason, conf, ", ".join(t.departments), excerpt(t.text, 30), key=str(t.id))
         if self.session.store is None:
             self.query_one("#review-text", Static).update("No database: the review queue needs `triage db upgrade`.")
         elif not items:
@@ -71,7 +71,7 @@ class ReviewPane(Vertical):
         ticket = self.items[row].ticket
         routed, confidence = latest_routing(ticket)
         self.query_one(DepartmentBoard).show_labels(routed, confidence, list(ticket.departments))
-        self.query_one("#review-text", Static).update(f"[b]#{ticket.id}[/b] {excerpt(ticket.text, 300)}")
+        self.query_one("#review-text", Static).update(f"Ticket {ticket.id}: {excerpt(ticket.text, 300)}")
         self.query_one("#review-reason", Input).value = ""
 
     @on(DataTable.RowHighlighted, "#review-table")

@@ -31,7 +31,7 @@ class AgentScreen(Screen):
         Binding("s", "save_correction", "Save fix"),
         Binding("r", "reason", "Reason", show=False),
         Binding("n", "new", "New", show=False),
-        Binding("ctrl+n", "new", "New"),
+        Binding("ctrl+n", "new", "New", show=False),
         Binding("ctrl+r", "toggle_rag", "RAG"),
         Binding("h", "tab('history')", "History", show=False),
         Binding("c", "tab('compare')", "Compare", show=False),

@@ -7,7 +7,7 @@ import typing
 from pydantic import ValidationError
 from textual.app import ComposeResult
 from textual.containers import Grid
-from textual.widgets import Input, Label, Select, Switch
+from textual.widgets import Input, Label, Select
 
 from tuning.config import TuningConfig, describe_error
 
@@ -45,7 +45,8 @@ class TuningForm(Grid):
                 options = [(str(o), o) for o in typing.get_args(info.annotation)]
                 yield Select(options, value=value, allow_blank=False, id=f"tune-{name}", compact=True, tooltip=info.description)
             elif info.annotation is bool:
-                yield Switch(value=value, id=f"tune-{name}", tooltip=info.description)
+                yield Select([("off", False), ("on", True)], value=value, allow_blank=False, id=f"tune-{name}",
+                             compact=True, tooltip=info.description)
             else:
                 kind = "integer" if info.annotation is int else "number"
                 yield Input(str(value), type=kind, id=f"tune-{name}", compact=True, tooltip=info.description)

@@ -1,0 +1,168 @@
+"""The supervisor view on the tiny model and a temp SQLite store: key gate, review, training data, retrain, models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import select
+
+from router.db.models import Correction, ModelVersion
+from router.report import label_distribution
+from router.security import create_key
+from tests.conftest import TINY_TRAIN
+from tests.tui_helpers import make_store, route, settle
+from tui.app import create_app
+from tui.panes.retrain import RetrainPane
+from tui.panes.review import ReviewPane
+from tui.panes.training_data import TrainingDataPane
+from tui.screens.supervisor import SupervisorScreen
+from tui.supervision import training_set
+from tui.widgets.loss_plot import LossPlot
+
+pytestmark = pytest.mark.anyio
+
+
+def new_key(store, name: str, role: str) -> str:
+    with store.session() as s:
+        return create_key(s, name, role)[1]
+
+
+@pytest.fixture
+def store(tiny_settings):
+    return make_store(tiny_settings)
+
+
+async def test_supervisor_view_needs_a_supervisor_key(tiny_settings, tiny_service, store):
+    agent_key, boss_key = new_key(store, "ann", "agent"), new_key(store, "boss", "supervisor")
+    app = create_app(tiny_settings, tiny_service, store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "KeyPrompt"
+        await pilot.press(*agent_key, "enter")
+        await pilot.pause()
+        assert "Not a valid supervisor key" in str(app.screen.query_one("#key-error").render())
+        await pilot.press(*boss_key, "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SupervisorScreen)
+
+
+async def test_review_queue_correct_in_place(tiny_settings, tiny_service, store):
+    app = create_app(tiny_settings, tiny_service, store, supervisor_key=new_key(store, "boss", "supervisor"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await route(pilot, "The kettle I want is out of stock.")
+        ticket = app.session.tickets[0]
+        assert ticket.primary.needs_review, "the random tiny model is never confident"
+        await pilot.press("f3")
+        await settle(pilot)
+        pane = app.screen.query_one(ReviewPane)
+        assert [(i.ticket.id, i.reason) for i in pane.items] == [(ticket.ticket_id, "low-confidence")]
+        app.screen.query_one("#review-table").focus()
+        board = pane.query_one("#review-board")
+        for i, name in enumerate(("Planning", "Development", "Service", "Warehouse", "L3", "Packaging", "Marketing"), 1):
+            if (name in board.chosen) != (name == "Warehouse"):
+                await pilot.press(str(i))
+        assert board.chosen == ["Warehouse"]
+        await pilot.press("s")
+        await settle(pilot)
+        assert [(i.ticket.id, i.reason) for i in pane.items] == [(ticket.ticket_id, "corrected-untrained")]
+    with store.session() as s:
+        assert [(c.ticket_id, c.departments) for c in s.exec(select(Correction)).all()] == [(ticket.ticket_id, ["Warehouse"])]
+
+
+async def test_training_data_counts_include_pending_corrections(tiny_settings, tiny_service, store):
+    app = create_app(tiny_settings, tiny_service, store, supervisor_key=new_key(store, "boss", "supervisor"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await route(pilot, "My blender arrived without its lid and the ad showed a glass jar.")
+        await pilot.press("1", "6", "7")  # toggle: whatever the model said, the correction differs
+        await pilot.press("s")
+        await settle(pilot)
+        final = app.session.tickets[0].final
+        await pilot.press("f3")
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        pane = app.screen.query_one(TrainingDataPane)
+        assert pane.data is not None and len(pane.data.corrections) == 1
+        expected = label_distribution(pane.data.examples)
+        assert expected.n == len(TINY_TRAIN) + 1
+        assert expected.label_sets[", ".join(final)] >= 1
+        table = pane.query_one("#label-sets")
+        shown = {table.get_row(k)[1]: int(table.get_row(k)[0]) for k in table.rows}
+        assert shown == dict(expected.label_sets)
+        alone = pane.query_one("#alone-paired")
+        assert alone.get_row("Development")[1:3] == [str(expected.alone["Development"]), str(expected.paired["Development"])]
+        pairs = pane.query_one("#pairs")
+        assert pairs.get_row("Warehouse")[6] == str(expected.pairs[("Warehouse", "Packaging")])
+        warnings = str(pane.query_one("#data-warnings").render())
+        assert "Development appears alone" in warnings
+
+
+async def test_tiny_retrain_updates_the_loss_plot_and_registers_a_candidate(tiny_settings, tiny_service, store):
+    app = create_app(tiny_settings, tiny_service, store, supervisor=True,
+                     supervisor_key=new_key(store, "boss", "supervisor"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("t")
+        pane = app.screen.query_one(RetrainPane)
+        pane.eval_examples = training_set(tiny_service, store).examples[:6]
+        form = pane.query_one("#tuning-form")
+        form.set_value("epochs", "99")
+        await pilot.press("ctrl+s")
+        assert "epochs" in str(pane.query_one("#retrain-errors").render()) and "1 to 50" in str(pane.query_one("#retrain-errors").render())
+        assert not pane.running
+        for name, value in {"method": "prompt", "epochs": 2, "batch_size": 4, "num_virtual_tokens": 4,
+                            "learning_rate": 0.3, "val_fraction": 0.0}.items():
+            form.set_value(name, value)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        plot = pane.query_one(LossPlot)
+        assert len(plot.losses) == 6, "12 examples, batch 4, 2 epochs: one point per update"
+        assert plot.steps == [1, 2, 3, 4, 5, 6]
+        assert all(loss > 0 for loss in plot.losses)
+        outcome = pane.outcome
+        assert outcome is not None and outcome.path.is_dir()
+        assert outcome.candidate["n"] == 6 and outcome.active["n"] == 6
+        eval_table = pane.query_one("#retrain-eval")
+        assert eval_table.get_row("exact_set_accuracy")[1] == f"{outcome.candidate['exact_set_accuracy']:.3f}"
+        saved = json.loads((outcome.path / "triage.json").read_text())
+        assert saved["parameters"]["epochs"] == 2 and len(saved["loss_curve"]["steps"]) == 6
+    with store.session() as s:
+        (row,) = s.exec(select(ModelVersion)).all()
+        assert row.version == outcome.version and row.status == "candidate"
+        assert row.metrics["exact_set_accuracy"] == outcome.candidate["exact_set_accuracy"]
+
+
+async def test_promote_switches_the_running_model_and_rollback_returns(tiny_settings, tiny_service, store, tiny_artifact):
+    from router import store as store_api
+
+    first_version = tiny_service.soft_prompt.version
+    with store.session() as s:
+        store_api.register_model_version(s, tiny_artifact, version="v-one", metrics={"exact_set_accuracy": 0.5})
+        store_api.promote(s, "v-one", who="test")
+    # a second version: the same artifact copied under another name
+    import shutil
+
+    second = tiny_settings.models_dir / "v-two"
+    shutil.copytree(tiny_artifact, second)
+    with store.session() as s:
+        store_api.register_model_version(s, second, version="v-two", metrics={"exact_set_accuracy": 0.7})
+    app = create_app(tiny_settings, tiny_service, store, supervisor=True,
+                     supervisor_key=new_key(store, "boss", "supervisor"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("m")
+        await settle(pilot)
+        table = app.screen.query_one("#models-table")
+        assert [table.get_row(k)[:3] for k in table.rows] == [["v-two", "candidate", "0.700"], ["v-one", "active", "0.500"]]
+        table.move_cursor(row=0)
+        await pilot.press("p")
+        await settle(pilot)
+        assert [table.get_row(k)[1] for k in table.rows] == ["active", "retired"]
+        assert tiny_service.tuned_path() == second.resolve()
+        await pilot.press("b")
+        await settle(pilot)
+        assert [table.get_row(k)[1] for k in table.rows] == ["retired", "active"]
+        assert tiny_service.tuned_path() == tiny_artifact.resolve()
+    assert first_version
