@@ -1,0 +1,93 @@
+"""Connecting to Chroma: the on-disk store by default, a Chroma server when configured.
+
+By default the store lives under ``<data_dir>/chroma`` (Chroma's PersistentClient).
+To share one store between machines or processes, run a Chroma server and point
+triage at it::
+
+    chroma run --path /srv/triage-chroma --port 8000
+    export TRIAGE_CHROMA_HOST=127.0.0.1 TRIAGE_CHROMA_PORT=8000
+    triage rag ingest
+
+Telemetry is always off, and every collection gets our own embedding function, so
+Chroma never loads (or downloads) its default one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rag.embeddings import MODEL_NAME, ChromaMiniLM
+from rag.interface import RetrievalUnavailable
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+    from router.settings import Settings
+
+POLICIES = "triage-policies"
+PRECEDENTS = "triage-precedents"
+INGEST_HINT = {POLICIES: "run `triage rag ingest` first", PRECEDENTS: "run `triage rag ingest-examples` first"}
+WHAT = {POLICIES: "policy corpus", PRECEDENTS: "precedent store"}
+
+
+def location(settings: Settings) -> str:
+    if settings.chroma_host:
+        return f"Chroma server http://{settings.chroma_host}:{settings.chroma_port}"
+    return str(settings.chroma_dir)
+
+
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the server went away or cannot be reached."""
+    import httpx
+
+    return (httpx.TransportError, ConnectionError, TimeoutError)
+
+
+def open_client(settings: Settings, *, create: bool) -> ClientAPI:
+    """A Chroma client; RetrievalUnavailable when the server is unreachable or (create=False) no store exists."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_host:
+        try:
+            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+        except (ValueError, *connection_errors()) as exc:
+            raise RetrievalUnavailable(
+                f"cannot reach the {location(settings)} ({exc}); start it with "
+                f"`chroma run --path DIR --port {settings.chroma_port}` or unset TRIAGE_CHROMA_HOST"
+            ) from exc
+    path = settings.chroma_dir
+    if not create and not (path / "chroma.sqlite3").is_file():
+        raise RetrievalUnavailable(f"no retrieval store at {path}: {INGEST_HINT[POLICIES]}")
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+def collection(client: ClientAPI, name: str, *, create: bool) -> Collection | None:
+    """Our collection with our embedding function and cosine distance; None if absent and not created."""
+    from chromadb.errors import NotFoundError
+
+    function = ChromaMiniLM()
+    if create:
+        return client.get_or_create_collection(
+            name, embedding_function=function, configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": MODEL_NAME},
+        )
+    try:
+        return client.get_collection(name, embedding_function=function)
+    except (NotFoundError, ValueError):
+        return None
+
+
+def existing(col: Collection) -> dict[str, dict]:
+    """id -> metadata of everything stored in a collection."""
+    found = col.get(include=["metadatas"])
+    return {i: (m or {}) for i, m in zip(found["ids"], found["metadatas"] or [])}
+
+
+def add_in_batches(col: Collection, ids: list[str], documents: list[str], metadatas: list[dict], size: int = 256) -> None:
+    for start in range(0, len(ids), size):
+        end = start + size
+        col.upsert(ids=ids[start:end], documents=documents[start:end], metadatas=metadatas[start:end])
