@@ -91,3 +91,28 @@ def add_in_batches(col: Collection, ids: list[str], documents: list[str], metada
     for start in range(0, len(ids), size):
         end = start + size
         col.upsert(ids=ids[start:end], documents=documents[start:end], metadatas=metadatas[start:end])
+
+
+def store_status(settings: Settings) -> dict:
+    """Counts of what is stored; 'exists' False when no on-disk store was created yet."""
+    status: dict = {"location": location(settings), "exists": True, "policy_chunks": 0, "policy_documents": 0,
+                    "precedents": 0, "examples": 0, "corrections": 0}
+    try:
+        client = open_client(settings, create=False)
+    except RetrievalUnavailable:
+        if settings.chroma_host:
+            raise
+        status["exists"] = False
+        return status
+    policies = collection(client, POLICIES, create=False)
+    if policies is not None:
+        metas = existing(policies)
+        status["policy_chunks"] = len(metas)
+        status["policy_documents"] = len({m.get("doc_id") for m in metas.values()})
+    precedents = collection(client, PRECEDENTS, create=False)
+    if precedents is not None:
+        kinds = [m.get("kind") for m in existing(precedents).values()]
+        status["precedents"] = len(kinds)
+        status["examples"] = kinds.count("example")
+        status["corrections"] = kinds.count("correction")
+    return status
