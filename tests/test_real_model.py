@@ -6,6 +6,7 @@ The model is loaded once per session (first load dequantizes the GGUF, ~20 s).
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ REFERENCES = [
 def real_base(tmp_path_factory):
     from router.modelio import load_base_model
 
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     return load_base_model(Settings(data_dir=tmp_path_factory.mktemp("real-model-cache")))
 
 
