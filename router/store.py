@@ -207,9 +207,11 @@ class _Item:
     same_as: int | None = None  # index of an identical earlier item in the batch
 
 
-def _validated(items: Sequence[TicketCreate], max_chars: int, batch: bool) -> list[_Item]:
+def _validated(items: Sequence[TicketCreate], max_chars: int, max_batch: int, batch: bool) -> list[_Item]:
     from router.service import validate_text
 
+    if batch and len(items) > max_batch:
+        raise InvalidInput(f"{len(items)} tickets in one batch; the limit is {max_batch}", "tickets")
     out: list[_Item] = []
     first_by_id: dict[str, int] = {}
     for i, item in enumerate(items):
@@ -278,7 +280,8 @@ def intake(session: Session, service, items: Sequence[TicketCreate], *, strategy
     all together or not at all. Status 201 for both fresh and replayed results.
     """
     items_in = list(items)
-    clean = _validated(items_in, service.settings.max_input_chars, batch)
+    settings = service.settings
+    clean = _validated(items_in, settings.max_input_chars, settings.max_batch_tickets, batch)
     options = {"strategy": strategy, "rag": rag, "precedents": precedents}
     payload = {"tickets": [t.model_dump(mode="json") for t in items_in], **options} if batch else \
         {**items_in[0].model_dump(mode="json"), **options}
@@ -334,9 +337,9 @@ def add_correction(session: Session, ticket_id: int, departments: Sequence[str],
     names = canonical(check_department(name, f"departments[{i}]") for i, name in enumerate(departments))
     ticket = _ticket_row(session, ticket_id)
     why = why.strip() if why and why.strip() else None
-    correction = Correction(ticket_id=ticket.id, departments=names, who=who, why=why)
+    correction = Correction(departments=names, who=who, why=why)
+    ticket.corrections.append(correction)
     ticket.departments, ticket.needs_review = names, False
-    session.add(correction)
     session.add(ticket)
     session.commit()
     session.refresh(correction)
@@ -409,9 +412,12 @@ def review_queue(session: Session, limit: int = 50) -> list[ReviewItem]:
 
 
 # -- model versions ------------------------------------------------------------------
-def register_model_version(session: Session, artifact_path: str | Path, *, metrics: dict | None = None,
-                           version: str | None = None) -> ModelVersion:
-    """Add a trained soft-prompt artifact as a candidate version (its triage.json gives version and metadata)."""
+def register_model_version(session: Session, artifact_path: str | Path, *, metrics: dict | None = None) -> ModelVersion:
+    """Add a trained soft-prompt artifact as a candidate version.
+
+    Its name is the artifact's own version (triage.json, else the directory name): the
+    name every routing made with it records as model_version.
+    """
     from router.artifact import ArtifactError, read_metadata
 
     path = Path(artifact_path).expanduser().resolve()
@@ -419,7 +425,7 @@ def register_model_version(session: Session, artifact_path: str | Path, *, metri
         meta = read_metadata(path)
     except ArtifactError as exc:
         raise InvalidInput(str(exc), "artifact_path") from exc
-    name = version or meta.get("version") or path.name
+    name = meta.get("version") or path.name
     row = ModelVersion(version=name, artifact_path=str(path), meta=meta,
                        metrics=metrics if metrics is not None else dict(meta.get("metrics") or {}))
     session.add(row)

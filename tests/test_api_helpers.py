@@ -42,3 +42,17 @@ def api(tiny_settings, tiny_service):
     with TestClient(create_app(settings, tiny_service)) as client:
         yield Api(client, keys, engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory, tokenizer):
+    """One tiny tuned artifact per test module (same seed, so it fits every `tiny_base`); copy it before changing it."""
+    import json
+
+    from conftest import TINY_TRAIN, make_tiny_base, tune_tiny
+
+    root = tmp_path_factory.mktemp("artifact")
+    train = root / "train.jsonl"
+    train.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in TINY_TRAIN))
+    path, _ = tune_tiny(make_tiny_base(tokenizer), train, root / "tiny-prompt")
+    return path

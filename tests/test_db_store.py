@@ -13,6 +13,7 @@ from router import store
 from router.db import SCHEMA_VERSION, SchemaError, check_schema, current_version, make_engine, upgrade
 from router.db.models import Correction, IdempotencyRecord, Ticket, TicketCreate
 from router.results import Routing
+from test_api_helpers import tiny_artifact  # noqa: F401 - one trained tiny artifact per module
 
 
 @pytest.fixture
@@ -195,11 +196,11 @@ def test_model_versions_promote_and_rollback(session, tiny_service, tiny_artifac
 
     from tuning.artifacts import update_metadata
 
-    second = tmp_path / "second"
-    shutil.copytree(tiny_artifact, second)
-    update_metadata(second, version="v2")
-    update_metadata(tiny_artifact, version="v1")
-    v1 = store.register_model_version(session, tiny_artifact)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for path, version in ((first, "v1"), (second, "v2")):
+        shutil.copytree(tiny_artifact, path)
+        update_metadata(path, version=version)
+    v1 = store.register_model_version(session, first)
     v2 = store.register_model_version(session, second, metrics={"f1": 0.5})
     assert (v1.version, v1.status, v2.metrics) == ("v1", "candidate", {"f1": 0.5})
     with pytest.raises(store.Conflict):

@@ -43,9 +43,6 @@ def sync_active_model(app: FastAPI) -> None:
     active = _active_version(state.engine)
     if active is None or active.version == state.model_version_seen:
         return
-    if state.model_version_seen is None and state.settings.tuned_model is not None:
-        state.model_version_seen = active.version  # an explicit TRIAGE_TUNED_MODEL wins at startup
-        return
     log.info("serving model version %s (%s)", active.version, active.artifact_path)
     state.service.use_tuned(Path(active.artifact_path))
     state.model_version_seen = active.version
@@ -94,12 +91,14 @@ def create_app(settings: Settings, service: RouterService | None = None, *, engi
     owns_engine = engine is None
     engine = engine or engine_for(settings)
     check_schema(engine)
-    seen = None
+    active = _active_version(engine)
+    # An explicit TRIAGE_TUNED_MODEL is served until the next promotion; otherwise the active version.
+    seen = active.version if active is not None and settings.tuned_model is not None else None
     if service is None:
-        active = _active_version(engine) if settings.tuned_model is None else None
+        use_active = active is not None and settings.tuned_model is None
         service = RouterService(settings, grounder=_grounder(settings),
-                                tuned_path=Path(active.artifact_path) if active else None)
-        seen = active.version if active else None
+                                tuned_path=Path(active.artifact_path) if use_active else None)
+        seen = active.version if active is not None else None
     app = FastAPI(
         title="triage",
         version="1",

@@ -32,16 +32,15 @@ def models() -> None:
 
 @models.command()
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
-@click.option("--version", default=None, help="Name (default: the artifact's triage.json version).")
 @click.option("--metrics", "metrics_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON file of evaluation metrics to store with it.")
-def register(artifact: str, version: str | None, metrics_file: str | None) -> None:
-    """Add a trained soft-prompt artifact as a candidate version."""
+def register(artifact: str, metrics_file: str | None) -> None:
+    """Add a trained soft-prompt artifact as a candidate version (named by its triage.json version)."""
     from router import store
 
     metrics = json.loads(open(metrics_file, encoding="utf-8").read()) if metrics_file else None
     with db_errors(), _session() as session:
-        row = store.register_model_version(session, artifact, metrics=metrics, version=version)
+        row = store.register_model_version(session, artifact, metrics=metrics)
     click.echo(f"registered {row.version} ({row.status}) from {row.artifact_path}")
 
 
