@@ -52,6 +52,9 @@ def _problem(error: dict[str, Any], request: Request) -> dict[str, Any]:
         return {"field": "body", "problem": "the request body is missing: send a JSON object"}
     if loc == ("body",) and not _is_json(request):
         return {"field": "body", "problem": "the request body must be JSON, sent with Content-Type: application/json"}
+    if loc == ("body",):
+        got = type(error.get("input")).__name__.replace("NoneType", "null").replace("list", "array")
+        return {"field": "body", "problem": f"the request body must be a JSON object, not {got}"}
     if kind == "extra_forbidden":
         msg = "unknown field (not part of this request; check the spelling)"
     elif kind == "value_error":

@@ -1,0 +1,79 @@
+"""The db, keys and models commands on a temp SQLite database."""
+
+from __future__ import annotations
+
+import shutil
+
+from click.testing import CliRunner
+from sqlmodel import Session
+
+from router.cli import cli
+from router.db import engine_for
+from router.security import authenticate
+from router.settings import Settings
+from test_api_helpers import tiny_artifact  # noqa: F401 - fixture
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_commands_refuse_until_db_upgrade():
+    for args in (["keys", "list"], ["models", "list"], ["serve"]):
+        code, _, err = run(*args)
+        assert code == 1 and "triage: error:" in err and "triage db upgrade" in err, args
+    code, out, _ = run("db", "status")
+    assert code == 0 and "version 0" in out and "triage db upgrade" in out
+    code, out, _ = run("db", "upgrade")
+    assert code == 0 and "applied 1" in out
+    code, out, _ = run("db", "upgrade")
+    assert code == 0 and "applied" not in out
+    code, out, _ = run("db", "status")
+    assert "tickets" in out and "triage db upgrade" not in out
+
+
+def test_keys_create_list_revoke():
+    run("db", "upgrade")
+    code, out, err = run("keys", "create", "--role", "supervisor", "--name", "boss")
+    key = out.strip()
+    assert code == 0 and key.startswith("trk_") and "shown only now" in err
+    engine = engine_for(Settings())
+    with Session(engine) as s:
+        assert authenticate(s, key).role == "supervisor"
+    code, _, err = run("keys", "create", "--role", "supervisor", "--name", "boss")
+    assert code == 1 and "already exists" in err
+    code, _, err = run("keys", "create", "--role", "admin", "--name", "x")
+    assert code == 2 and "admin" in err
+    code, out, _ = run("keys", "list")
+    assert "boss" in out and "supervisor" in out and key not in out
+    code, out, _ = run("keys", "revoke", "boss")
+    assert code == 0 and "revoked" in out
+    with Session(engine) as s:
+        assert authenticate(s, key) is None
+    code, _, err = run("keys", "revoke", "nobody")
+    assert code == 1 and "no API key named 'nobody'" in err
+
+
+def test_models_register_promote_rollback(tiny_artifact, tmp_path):
+    from tuning.artifacts import update_metadata
+
+    run("db", "upgrade")
+    for version in ("v1", "v2"):
+        path = tmp_path / version
+        shutil.copytree(tiny_artifact, path)
+        update_metadata(path, version=version)
+        code, out, _ = run("models", "register", str(path))
+        assert code == 0 and f"registered {version} (candidate)" in out
+    code, _, err = run("models", "register", str(tmp_path))
+    assert code == 1 and "not a soft-prompt artifact" in err
+    assert run("models", "promote", "v1", "--who", "ann")[0] == 0
+    code, out, _ = run("models", "promote", "v2")
+    assert code == 0 and "v2 is active" in out and "cli:" in out
+    code, out, _ = run("models", "list")
+    lines = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    assert lines == {"v2": "active", "v1": "retired"}
+    code, out, _ = run("models", "rollback", "v2")
+    assert code == 0 and "v1 is active again" in out
+    code, _, err = run("models", "rollback", "v2")
+    assert code == 1 and "not active" in err
