@@ -24,7 +24,7 @@ class TriageConsole(App):
     CSS_PATH = [STYLES / "console.tcss", STYLES / "agent.tcss", STYLES / "supervisor.tcss"]
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     BINDINGS = [
-        Binding("f2", "show_agent", "Agent", show=False),
+        Binding("f2", "show_agent", "Agent"),
         Binding("f3", "show_supervisor", "Supervisor"),
         Binding("ctrl+t", "toggle_dark", "Theme", show=False),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -68,30 +68,46 @@ class TriageConsole(App):
             self.call_from_thread(self.notify, str(exc), title="Model not loaded", severity="error", timeout=15)
 
     # -- views ------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer offers the view you are not in."""
+        if action == "show_agent":
+            return self.current_mode != "agent"
+        if action == "show_supervisor":
+            return self.current_mode != "supervisor"
+        return True
+
     def action_show_agent(self) -> None:
         self.switch_mode("agent")
+        self.refresh_bindings()
 
     def action_show_supervisor(self) -> None:
         from tui.access import supervisor_check
 
         check = supervisor_check(self.settings, self.store)
         if check is None or self.supervisor_unlocked:
-            self.switch_mode("supervisor")
+            self._open_supervisor()
             return
         if self.supervisor_key is not None and check(self.supervisor_key):
             self.supervisor_unlocked = True
-            self.switch_mode("supervisor")
+            self._open_supervisor()
             return
+        if self.supervisor_key is not None:
+            self.notify("The key given with --key is not a live supervisor key", title="Supervisor", severity="error")
+            self.supervisor_key = None
         from tui.screens.key_prompt import KeyPrompt
 
         def unlocked(ok: bool | None) -> None:
             if ok:
                 self.supervisor_unlocked = True
-                self.switch_mode("supervisor")
+                self._open_supervisor()
             elif self.current_mode is None or self.current_mode == "_default":
                 self.switch_mode("agent")
 
         self.push_screen(KeyPrompt(check), unlocked)
+
+    def _open_supervisor(self) -> None:
+        self.switch_mode("supervisor")
+        self.refresh_bindings()
 
     def action_toggle_dark(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

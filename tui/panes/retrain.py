@@ -63,7 +63,7 @@ class RetrainPane(Horizontal):
                 yield Button("Start", id="retrain-start", variant="primary", compact=True)
                 yield Button("Stop", id="retrain-stop", variant="error", compact=True, disabled=True)
         with Vertical(id="retrain-live"):
-            yield ProgressBar(id="retrain-progress", show_eta=False)
+            yield ProgressBar(total=1, id="retrain-progress", show_eta=False)
             yield Label("Ctrl+S: start a retrain", id="retrain-status")
             yield LossPlot(id="loss-plot")
             yield DataTable(id="retrain-eval", cursor_type="none", zebra_stripes=True)
