@@ -36,8 +36,9 @@ from router.departments import LabelError, canonical
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-CHUNK_CHARS = 600
-CHUNK_OVERLAP = 60
+CHUNK_CHARS = 300  # about one to three list items: a typical complaint phrasing per chunk
+CHUNK_OVERLAP = 0
+SEPARATORS = ["\n\n", "\n- ", "\n", ". ", " ", ""]
 
 
 class CorpusError(ValueError):
@@ -112,6 +113,7 @@ def _summary(body: str) -> str:
 def clean(text: str) -> str:
     """Markdown emphasis and extra whitespace removed: the words a reader sees."""
     text = re.sub(r"(\*\*|__|`)", "", text)
+    text = re.sub(r"(?m)^\s*[-*+]\s+", "", text)  # list markers
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -200,7 +202,7 @@ def load_corpus(directory: Path) -> list[PolicyDoc]:
 def split_document(doc: PolicyDoc) -> list[Chunk]:
     """Sections by heading, long sections further by size; each chunk carries its title."""
     sections = MarkdownHeaderTextSplitter([("#", "h1"), ("##", "h2")], strip_headers=True).split_text(doc.body)
-    sizer = RecursiveCharacterTextSplitter(chunk_size=CHUNK_CHARS, chunk_overlap=CHUNK_OVERLAP)
+    sizer = RecursiveCharacterTextSplitter(chunk_size=CHUNK_CHARS, chunk_overlap=CHUNK_OVERLAP, separators=SEPARATORS)
     chunks: list[Chunk] = []
     for section in sizer.split_documents(sections):
         content = clean(section.page_content)
