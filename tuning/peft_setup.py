@@ -22,8 +22,11 @@ def build_peft_model(base, config: TuningConfig):
             raise ValueError("--method prefix is supported for causal models; use --method prompt for seq2seq")
         peft_config = PrefixTuningConfig(task_type=task, num_virtual_tokens=config.num_virtual_tokens, prefix_projection=False)
     else:
+        # For seq2seq the soft prompt goes before the encoder input only (one submodule), which is
+        # what the serving path (Seq2SeqStepper) prepends.
         peft_config = PromptTuningConfig(
-            task_type=task, num_virtual_tokens=config.num_virtual_tokens, prompt_tuning_init=PromptTuningInit.RANDOM
+            task_type=task, num_virtual_tokens=config.num_virtual_tokens, prompt_tuning_init=PromptTuningInit.RANDOM,
+            num_transformer_submodules=1,
         )
     model = get_peft_model(base.model, peft_config)
     if config.init == "text":
