@@ -13,6 +13,8 @@ from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
+from router.departments import DEPARTMENTS
+
 Strategy = Literal["tuned", "zero-shot", "multi-shot"]
 Role = Literal["integration", "agent", "supervisor"]
 ModelStatus = Literal["candidate", "active", "retired"]
@@ -37,10 +39,32 @@ def to_naive_utc(value: datetime) -> datetime:
     return value if value.tzinfo is None else value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def check_storable(value: str) -> str:
+    """Refuse text no database can store faithfully (lone surrogates, NUL)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"contains invalid Unicode (a lone surrogate at character {exc.start})") from exc
+    if "\x00" in value:
+        raise ValueError(f"contains a NUL character at position {value.index(chr(0))}")
+    return value
+
+
 class _Forbid(SQLModel):
-    """Request bodies: unknown fields are an error, never silently dropped."""
+    """Request bodies: unknown fields are an error, never silently dropped; text must be storable."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return check_storable(value)
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    check_storable(item)
+        return value
 
 
 class _Public(SQLModel):
@@ -152,7 +176,10 @@ class Correction(CorrectionBase, table=True):
 
 
 class CorrectionCreate(CorrectionBase, _Forbid):
-    departments: list[str] = Field(min_length=1, description="Every department that must act, canonical names.")
+    departments: list[str] = Field(
+        min_length=1, description="Every department that must act, canonical names.",
+        schema_extra={"json_schema_extra": {"items": {"type": "string", "enum": list(DEPARTMENTS)}}},
+    )
 
 
 class CorrectionPublic(CorrectionBase, _Public):
