@@ -113,7 +113,7 @@ def _load_embedded(settings: Settings) -> BaseModel:
         model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(converted, local_files_only=True)
     else:
-        log.info("dequantizing %s (first start only)", gguf.name)
+        log.warning("first start: dequantizing %s and caching it under %s (about 20 s, once)", gguf.name, converted)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
@@ -161,6 +161,9 @@ def load_base_model(settings: Settings) -> BaseModel:
     """The frozen base model named by the settings, in eval mode with no gradients."""
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own messages say what is slow; no bars in CLI output
     base = _load_embedded(settings) if settings.base_model == EMBEDDED_MODEL else _load_hf(settings)
     base.model.eval()
     base.model.requires_grad_(False)

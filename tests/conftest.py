@@ -121,3 +121,36 @@ def tiny_service(tiny_settings, tiny_base):
     from router.service import RouterService
 
     return RouterService(tiny_settings, base=tiny_base)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """The tiny model saved as a Hugging Face directory: usable as TRIAGE_BASE_MODEL by real processes."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    base = make_tiny_base(tokenizer)
+    base.model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dir_artifact(tiny_model_dir, tmp_path_factory) -> Path:
+    """A soft prompt tuned on the saved tiny model (its fingerprint matches TRIAGE_BASE_MODEL=tiny_model_dir)."""
+    from router.modelio import load_base_model
+    from router.settings import Settings
+
+    root = tmp_path_factory.mktemp("tiny-dir-artifact")
+    train_file = root / "train.jsonl"
+    train_file.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in TINY_TRAIN))
+    base = load_base_model(Settings(data_dir=root / "d", base_model=str(tiny_model_dir)))
+    path, _ = tune_tiny(base, train_file, root / "tiny-dir-prompt")
+    return path
+
+
+@pytest.fixture
+def tiny_env(monkeypatch, tiny_model_dir, tiny_dir_artifact, tiny_train_file):
+    """Environment for a real `triage` process (CLI, server, console) on the tiny model."""
+    monkeypatch.setenv("TRIAGE_BASE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("TRIAGE_TUNED_MODEL", str(tiny_dir_artifact))
+    monkeypatch.setenv("TRIAGE_SHOTS_FILE", str(tiny_train_file))
+    return dict(os.environ)

@@ -154,7 +154,7 @@ def train(
                     elapsed = time.perf_counter() - started
                     done = (epoch - 1) * len(batches) + index + 1
                     eta = elapsed / done * (config.epochs * len(batches) - done)
-                    on_progress(Progress(epoch, config.epochs, update, total_updates, float(loss), lr, elapsed, eta))
+                    on_progress(Progress(epoch, config.epochs, update, total_updates, float(loss.detach()), lr, elapsed, eta))
         result.epoch_losses.append(epoch_loss / max(1, seen))
         val_loss = evaluate_loss(model, val_items, base.is_seq2seq, pad_id, config)
         result.val_losses.append(val_loss)
