@@ -134,20 +134,27 @@ async def test_tiny_retrain_updates_the_loss_plot_and_registers_a_candidate(tiny
         assert row.metrics["exact_set_accuracy"] == outcome.candidate["exact_set_accuracy"]
 
 
+def version_copy(artifact, models_dir, name: str):
+    """The tiny artifact copied under another version name (as a retrain would have saved it)."""
+    import shutil
+
+    from tuning.artifacts import update_metadata
+
+    path = models_dir / name
+    shutil.copytree(artifact, path)
+    update_metadata(path, version=name)
+    return path
+
+
 async def test_promote_switches_the_running_model_and_rollback_returns(tiny_settings, tiny_service, store, tiny_artifact):
     from router import store as store_api
 
-    first_version = tiny_service.soft_prompt.version
+    first = version_copy(tiny_artifact, tiny_settings.models_dir, "v-one")
+    second = version_copy(tiny_artifact, tiny_settings.models_dir, "v-two")
     with store.session() as s:
-        store_api.register_model_version(s, tiny_artifact, version="v-one", metrics={"exact_set_accuracy": 0.5})
+        store_api.register_model_version(s, first, metrics={"exact_set_accuracy": 0.5})
         store_api.promote(s, "v-one", who="test")
-    # a second version: the same artifact copied under another name
-    import shutil
-
-    second = tiny_settings.models_dir / "v-two"
-    shutil.copytree(tiny_artifact, second)
-    with store.session() as s:
-        store_api.register_model_version(s, second, version="v-two", metrics={"exact_set_accuracy": 0.7})
+        store_api.register_model_version(s, second, metrics={"exact_set_accuracy": 0.7})
     app = create_app(tiny_settings, tiny_service, store, supervisor=True,
                      supervisor_key=new_key(store, "boss", "supervisor"))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -161,8 +168,9 @@ async def test_promote_switches_the_running_model_and_rollback_returns(tiny_sett
         await settle(pilot)
         assert [table.get_row(k)[1] for k in table.rows] == ["active", "retired"]
         assert tiny_service.tuned_path() == second.resolve()
+        assert tiny_service.soft_prompt.version == "v-two"
         await pilot.press("b")
         await settle(pilot)
         assert [table.get_row(k)[1] for k in table.rows] == ["retired", "active"]
-        assert tiny_service.tuned_path() == tiny_artifact.resolve()
-    assert first_version
+        assert tiny_service.tuned_path() == first.resolve()
+        assert tiny_service.soft_prompt.version == "v-one"

@@ -53,6 +53,8 @@ class TriageConsole(App):
         else:
             self.switch_mode("agent")
         self.warm_up()
+        if self.settings.model_poll_seconds:
+            self.set_interval(self.settings.model_poll_seconds, self.follow_registry)
 
     def _supervisor_screen(self):
         from tui.screens.supervisor import SupervisorScreen
@@ -63,9 +65,23 @@ class TriageConsole(App):
     def warm_up(self) -> None:
         """Load the base model and the tuned soft prompt off the UI thread."""
         try:
+            self.session.sync_active_model()
             self.service.soft_prompt  # loads the engine too
         except Exception as exc:  # the agent sees why routing will fail
             self.call_from_thread(self.notify, str(exc), title="Model not loaded", severity="error", timeout=15)
+
+    @work(thread=True, exclusive=True, group="registry", name="follow registry")
+    def follow_registry(self) -> None:
+        """Promotes made elsewhere (API, CLI, another console) reach this console too."""
+        if not self.service.loaded:
+            return
+        try:
+            version = self.session.sync_active_model()
+        except Exception as exc:  # keep serving the current version
+            self.call_from_thread(self.notify, str(exc), title="Could not switch model", severity="warning")
+            return
+        if version:
+            self.call_from_thread(self.notify, f"Now serving model {version}", title="Model")
 
     # -- views ------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

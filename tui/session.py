@@ -68,6 +68,21 @@ class ConsoleSession:
         self.store = store
         self.tickets: list[Ticket] = []
 
+    def sync_active_model(self) -> str | None:
+        """Serve the registry's active version if it is not the one loaded; returns the version switched to."""
+        if self.store is None:
+            return None
+        from pathlib import Path
+
+        from router import store as store_api
+
+        with self.store.session() as session:
+            active = store_api.active_model_version(session)
+        if active is None or Path(active.artifact_path).resolve() == self.service.tuned_path().resolve():
+            return None
+        self.service.use_tuned(Path(active.artifact_path))
+        return active.version
+
     @property
     def rag_available(self) -> bool:
         return self.service.grounder is not None

@@ -76,7 +76,7 @@ def register_outcome(store, outcome: RetrainOutcome, correction_ids: list[int]) 
         metrics["compared_with"] = {"version": outcome.active_version,
                                     **{k: outcome.active.get(k) for k in ("exact_set_accuracy", "micro_f1", "macro_f1")}}
     with store.session() as session:
-        store_api.register_model_version(session, outcome.path, metrics=metrics, version=outcome.version)
+        store_api.register_model_version(session, outcome.path, metrics=metrics)
         if correction_ids:
             store_api.mark_corrections_used(session, correction_ids, outcome.version)
 

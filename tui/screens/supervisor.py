@@ -63,6 +63,7 @@ class SupervisorScreen(Screen):
     def on_mount(self) -> None:
         self.title = "triage console"
         self.sub_title = "supervisor"
+        self.call_after_refresh(self.focus_tab, "review")
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -83,6 +84,7 @@ class SupervisorScreen(Screen):
         """Lists are read again whenever their tab is shown (the API may have changed them)."""
         if event.pane.id in ("review", "data", "models"):
             self.query_one(f"#{event.pane.id}-pane").action_reload()
+        self.focus_tab(event.pane.id)
 
     @on(RetrainPane.Finished)
     def retrained(self, event: RetrainPane.Finished) -> None:
