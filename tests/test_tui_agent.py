@@ -108,3 +108,30 @@ async def test_history_search_and_reopen(tiny_settings, tiny_service):
         await settle(pilot)
         assert app.screen.ticket.number == 1
         assert app.screen.query_one(ComplaintInput).text == "The kettle I want is out of stock."
+
+
+async def test_rag_adds_grounded_rows_and_shows_the_cited_passages(tiny_settings, tiny_base, tmp_path):
+    from rag.grounding import build_grounder
+    from rag.ingest import ingest_policies
+    from router.service import RouterService
+    from tests.rag_helpers import small_corpus
+    from tui.widgets.evidence import EvidencePanel
+
+    ingest_policies(tiny_settings, small_corpus(tmp_path / "policies"))
+    service = RouterService(tiny_settings, base=tiny_base, grounder=build_grounder(tiny_settings))
+    app = create_app(tiny_settings, service, make_store(tiny_settings))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        assert "RAG on" in str(app.screen.query_one("#rag-state").render())
+        await route(pilot, "Where are the 2 extra sets of sheets that are supposed to come with my order?")
+        rows = app.screen.query_one(ComparisonTable).row_values()
+        assert list(rows) == ["tuned+rag", "zero-shot+rag", "multi-shot+rag", "tuned", "zero-shot", "multi-shot"]
+        assert all(cells[1] != "…" for cells in rows.values()), "every row filled in"
+        assert int(rows["tuned+rag"][2]) > int(rows["tuned"][2]), "the policy passages are in the prompt"
+        primary = app.session.tickets[0].primary
+        assert primary.rag and primary.passages
+        await pilot.press("e")
+        shown = [str(s.render()) for s in app.screen.query_one(EvidencePanel).query(".passage")]
+        assert len(shown) == len(primary.passages)
+        for passage, text in zip(primary.passages, shown):
+            assert passage.title in text and f"score {passage.score:.2f}" in text

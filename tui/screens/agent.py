@@ -144,7 +144,8 @@ class AgentScreen(Screen):
         version = f" · model {routing.model_version}" if routing.model_version else ""
         saved = f" · saved #{ticket.ticket_id}" if ticket.ticket_id is not None else ""
         self.query_one("#ticket-info", Label).update(f"Ticket {ticket.number} · {ticket.status}{version}{saved}")
-        self.query_one(EvidencePanel).show(routing.passages, ticket.rag, self.session.rag_available)
+        self.query_one(EvidencePanel).show(routing.passages, ticket.rag, self.session.rag_available,
+                                           grounded=routing.rag or not ticket.rag)
 
     @on(HistoryPanel.Opened)
     def reopen(self, event: HistoryPanel.Opened) -> None:
@@ -210,7 +211,7 @@ class AgentScreen(Screen):
 
     def action_toggle_rag(self) -> None:
         if not self.session.rag_available:
-            self.notify("RAG needs a retrieval store: run 'triage rag index' first", title="RAG unavailable",
+            self.notify("RAG needs a retrieval store: run 'triage rag ingest' first", title="RAG unavailable",
                         severity="warning")
             return
         self.rag = not self.rag

@@ -12,13 +12,18 @@ from router.results import Passage
 class EvidencePanel(VerticalScroll):
     """Title, score and snippet of every cited passage; a hint when RAG is off."""
 
-    def show(self, passages: list[Passage] | None, rag: bool, available: bool) -> None:
+    def show(self, passages: list[Passage] | None, rag: bool, available: bool, grounded: bool = True) -> None:
+        """grounded: False when RAG was asked for but the retrieval store could not answer."""
         self.remove_children()
         if not available:
-            self.mount(Static("RAG is unavailable: no retrieval store is configured (triage rag index).", classes="hint"))
+            self.mount(Static("RAG is unavailable: no retrieval store is configured (triage rag ingest).", classes="hint"))
             return
         if not rag:
             self.mount(Static("RAG is off. Ctrl+R turns it on for the next complaint.", classes="hint"))
+            return
+        if not grounded:
+            self.mount(Static("RAG was on, but the retrieval store could not answer (is the policy index built? "
+                              "triage rag ingest); this routing is not grounded.", classes="hint"))
             return
         if not passages:
             self.mount(Static("No passage was retrieved for this complaint.", classes="hint"))
