@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
     from router.settings import Settings
 
-SUMMARY_CHARS = 220  # one policy line in the prompt
+SUMMARY_CHARS = 160  # one policy line in the prompt
 SNIPPET_CHARS = 300  # a cited passage
-PRECEDENT_CHARS = 240  # one past complaint in the prompt
+PRECEDENT_CHARS = 160  # one past complaint in the prompt
 
 
 def _cut(text: str, limit: int) -> str:
@@ -29,7 +29,18 @@ def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     cut = text[:limit].rsplit(" ", 1)[0]
-    return cut.rstrip(",;:") + "…"
+    return cut.rstrip(",;:") + "..."
+
+
+def _prompt_line(meta: dict, snippet: str) -> str:
+    """What a policy document says in the prompt, after its title.
+
+    A rule document with departments: just the departments (the title says when, they say where:
+    the shortest form a 135M model can use). Any other document: its summary, cut short.
+    """
+    if meta.get("rule") and meta.get("departments"):
+        return str(meta["departments"])
+    return _cut(str(meta.get("summary") or snippet), SUMMARY_CHARS)
 
 
 class ChromaGrounder:
@@ -89,7 +100,7 @@ class ChromaGrounder:
             if doc_id not in best:
                 snippet = _cut(str(meta.get("content", "")), SNIPPET_CHARS)
                 passage = Passage(doc_id, str(meta.get("title", doc_id)), snippet, score, "policy")
-                best[doc_id] = (passage, str(meta.get("summary", "")))
+                best[doc_id] = (passage, _prompt_line(meta, snippet))
         return sorted(best.values(), key=lambda hit: -hit[0].score)[:k]
 
     def search_precedents(self, text: str, k: int, *, exclude_self: bool = False) -> list[Passage]:
@@ -116,7 +127,7 @@ class ChromaGrounder:
         blocks: list[str] = []
         if policy:
             hits = self._policy_hits(text, self.settings.rag_top_k)
-            lines = [f"- {p.title}: {_cut(summary or p.snippet, SUMMARY_CHARS)}" for p, summary in hits]
+            lines = [f"- {p.title}: {line}" for p, line in hits]
             blocks.append("Policy:\n" + "\n".join(lines))
             passages += [p for p, _ in hits]
         if precedents:
