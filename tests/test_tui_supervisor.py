@@ -100,6 +100,9 @@ async def test_training_data_counts_include_pending_corrections(tiny_settings, t
 
 
 async def test_tiny_retrain_updates_the_loss_plot_and_registers_a_candidate(tiny_settings, tiny_service, store):
+    complaint = "The lamp came without its shade and the manual."
+    ticket_id = store.record_routing(complaint, tiny_service.route(complaint))
+    store.record_correction(ticket_id, ["Packaging"], "shade and manual missing")
     app = create_app(tiny_settings, tiny_service, store, supervisor=True,
                      supervisor_key=new_key(store, "boss", "supervisor"))
     async with app.run_test(size=(100, 30)) as pilot:
@@ -110,7 +113,8 @@ async def test_tiny_retrain_updates_the_loss_plot_and_registers_a_candidate(tiny
         form = pane.query_one("#tuning-form")
         form.set_value("epochs", "99")
         await pilot.press("ctrl+s")
-        assert "epochs" in str(pane.query_one("#retrain-errors").render()) and "1 to 50" in str(pane.query_one("#retrain-errors").render())
+        errors = str(pane.query_one("#retrain-errors").render())
+        assert "epochs" in errors and "1 to 50" in errors
         assert not pane.running
         for name, value in {"method": "prompt", "epochs": 2, "batch_size": 4, "num_virtual_tokens": 4,
                             "learning_rate": 0.3, "val_fraction": 0.0}.items():
@@ -118,20 +122,51 @@ async def test_tiny_retrain_updates_the_loss_plot_and_registers_a_candidate(tiny
         await pilot.press("ctrl+s")
         await settle(pilot)
         plot = pane.query_one(LossPlot)
-        assert len(plot.losses) == 6, "12 examples, batch 4, 2 epochs: one point per update"
-        assert plot.steps == [1, 2, 3, 4, 5, 6]
-        assert all(loss > 0 for loss in plot.losses)
+        assert plot.steps == list(range(1, 9)), "12 examples + 1 correction, batch 4, 2 epochs: one point per update"
+        assert all(loss > 0 for loss in plot.losses) and len(plot.losses) == 8
         outcome = pane.outcome
-        assert outcome is not None and outcome.path.is_dir()
+        assert outcome is not None and outcome.path.is_dir() and outcome.n_train == 13
         assert outcome.candidate["n"] == 6 and outcome.active["n"] == 6
         eval_table = pane.query_one("#retrain-eval")
         assert eval_table.get_row("exact_set_accuracy")[1] == f"{outcome.candidate['exact_set_accuracy']:.3f}"
         saved = json.loads((outcome.path / "triage.json").read_text())
-        assert saved["parameters"]["epochs"] == 2 and len(saved["loss_curve"]["steps"]) == 6
+        assert saved["parameters"]["epochs"] == 2 and len(saved["loss_curve"]["steps"]) == 8
+        review = app.screen.query_one(ReviewPane)
+        assert ticket_id not in [item.ticket.id for item in review.items if item.reason == "corrected-untrained"]
     with store.session() as s:
         (row,) = s.exec(select(ModelVersion)).all()
         assert row.version == outcome.version and row.status == "candidate"
         assert row.metrics["exact_set_accuracy"] == outcome.candidate["exact_set_accuracy"]
+        (correction,) = s.exec(select(Correction)).all()
+        assert correction.used_in_version == outcome.version
+
+
+async def test_stopping_a_retrain_saves_nothing(tiny_settings, tiny_service, store):
+    app = create_app(tiny_settings, tiny_service, store, supervisor=True,
+                     supervisor_key=new_key(store, "boss", "supervisor"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("t")
+        pane = app.screen.query_one(RetrainPane)
+        form = pane.query_one("#tuning-form")
+        for name, value in {"method": "prompt", "epochs": 50, "batch_size": 1, "num_virtual_tokens": 4,
+                            "val_fraction": 0.0, "early_stopping_patience": 0}.items():
+            form.set_value(name, value)
+        await pilot.press("ctrl+s")
+        plot = pane.query_one(LossPlot)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if plot.losses:
+                break
+        assert pane.running and plot.losses, "training started and reported progress"
+        await pilot.press("ctrl+b")
+        await settle(pilot)
+        assert not pane.running and pane.outcome is None
+        assert "stopped" in str(pane.query_one("#retrain-status").render())
+        assert len(plot.losses) < 600, "stopped long before 50 epochs of 12 updates"
+    assert not any(tiny_settings.models_dir.glob("console-*")), "no artifact was written"
+    with store.session() as s:
+        assert s.exec(select(ModelVersion)).all() == []
 
 
 def version_copy(artifact, models_dir, name: str):

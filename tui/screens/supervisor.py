@@ -8,6 +8,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from router.departments import DEPARTMENTS
 from tui.panes.models import ModelsPane
 from tui.panes.retrain import RetrainPane
 from tui.panes.review import ReviewPane
@@ -33,7 +34,9 @@ class SupervisorScreen(Screen):
         ("Retrain form", "tab('retrain')", "Tune a new soft prompt (t)"),
         ("Model versions", "tab('models')", "Promote and roll back (m)"),
         ("Reload review queue", "pane('review', 'reload')", "Read the queue from the database again"),
-        ("Save review correction", "pane('review', 'save')", "Store the selected ticket's departments"),
+        *[(f"Review: toggle {name}", f"pane('review', 'toggle({i})')", f"Add or remove {name} on the selected ticket ({i})")
+          for i, name in enumerate(DEPARTMENTS, 1)],
+        ("Save review correction", "pane('review', 'save')", "Store the selected ticket's departments (s)"),
         ("Accept reviewed routing", "pane('review', 'accept')", "The selected ticket was routed right"),
         ("Reload training data", "pane('data', 'reload')", "Recount the training set and pending corrections"),
         ("Start retrain", "pane('retrain', 'start')", "Train with the form's parameters (Ctrl+S)"),
