@@ -41,9 +41,9 @@ class ModelsPane(Vertical):
     @work(thread=True, exclusive=True, group="models")
     def action_reload(self) -> None:
         versions = model_versions(self.session.store)
-        self.app.call_from_thread(self.show, versions)
+        self.app.call_from_thread(self.show, versions, self.serving())
 
-    def show(self, versions) -> None:
+    def show(self, versions, serving: str = "") -> None:
         self.versions = versions
         table = self.query_one("#models-table", DataTable)
         table.clear()
@@ -60,9 +60,10 @@ class ModelsPane(Vertical):
         elif not versions:
             info.update("No model versions yet: retrain on the Retrain tab, or `triage models register`.")
         else:
-            info.update(f"Serving: {self.serving()}. p promotes the selected version, b rolls back the active one.")
+            info.update(f"Serving: {serving}. p promotes the selected version, b rolls back the active one.")
 
     def serving(self) -> str:
+        """The version the tuned strategy uses now (call off the UI thread: it may load the model)."""
         try:
             return self.session.service.soft_prompt.version
         except Exception as exc:  # shown, not raised: the pane still lists versions
@@ -101,4 +102,4 @@ class ModelsPane(Vertical):
             return
         self.app.call_from_thread(self.notify, text, title="Models")
         versions = model_versions(store)
-        self.app.call_from_thread(self.show, versions)
+        self.app.call_from_thread(self.show, versions, self.serving())

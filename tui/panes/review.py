@@ -98,18 +98,27 @@ class ReviewPane(Vertical):
             self.notify("choose at least one department (keys 1-7)", title="Not saved", severity="error")
             return
         reason = self.query_one("#review-reason", Input).value.strip() or None
-        try:
-            self.session.store.record_correction(ticket.id, chosen, reason)
-        except ValueError as exc:
-            self.notify(str(exc), title="Not saved", severity="error")
-            return
-        self.notify(f"Ticket {ticket.id} corrected to {', '.join(chosen)}", title="Saved")
-        self.action_reload()
+        self.store_worker(ticket.id, chosen, reason)
 
     def action_accept(self) -> None:
         ticket = self.current()
-        if ticket is None:
+        if ticket is not None:
+            self.store_worker(ticket.id, None, None)
+
+    @work(thread=True, group="review-save")
+    def store_worker(self, ticket_id: int, departments: list[str] | None, reason: str | None) -> None:
+        """departments None: accept the routing as it is."""
+        store = self.session.store
+        try:
+            if departments is None:
+                store.record_acceptance(ticket_id)
+                text = f"Ticket {ticket_id} accepted as routed"
+            else:
+                store.record_correction(ticket_id, departments, reason)
+                text = f"Ticket {ticket_id} corrected to {', '.join(departments)}"
+        except Exception as exc:  # store errors and an unreachable database are shown, not raised
+            self.app.call_from_thread(self.notify, str(exc), title="Not saved", severity="error")
             return
-        self.session.store.record_acceptance(ticket.id)
-        self.notify(f"Ticket {ticket.id} accepted as routed", title="Saved")
-        self.action_reload()
+        self.app.call_from_thread(self.notify, text, title="Saved")
+        items = review_items(store)
+        self.app.call_from_thread(self.show, items)

@@ -13,7 +13,7 @@ from textual.worker import get_current_worker
 from router.departments import DEPARTMENTS
 from router.service import InputError
 from tui.messages import RoutingFailed, RoutingFinished, RowRouted
-from tui.session import PRIMARY, ConsoleSession, CorrectionError, Ticket, row_key
+from tui.session import PRIMARY, ConsoleSession, Ticket, row_key
 from tui.widgets.comparison import ComparisonTable
 from tui.widgets.complaint_input import ComplaintInput
 from tui.widgets.department_board import DepartmentBoard
@@ -181,15 +181,23 @@ class AgentScreen(Screen):
         self._store(self.query_one(DepartmentBoard).chosen, self.query_one("#reason", Input).value)
 
     def _store(self, departments: list[str], reason: str) -> None:
-        ticket = self.ticket
+        self.save_worker(self.ticket, departments, reason)
+
+    @work(thread=True, group="save", name="save correction")
+    def save_worker(self, ticket: Ticket, departments: list[str], reason: str) -> None:
+        """Stores off the UI thread: a correction also feeds the precedent store, which may load a model."""
         try:
             changed = self.session.correct(ticket, departments, reason)
-        except (CorrectionError, ValueError) as exc:
-            self.notify(str(exc), title="Not saved", severity="error")
+        except Exception as exc:  # CorrectionError, store errors, an unreachable database: all shown
+            self.app.call_from_thread(self.notify, str(exc), title="Not saved", severity="error")
             return
+        self.app.call_from_thread(self._saved, ticket, changed)
+
+    def _saved(self, ticket: Ticket, changed: bool) -> None:
         what = f"corrected to {', '.join(ticket.final)}" if changed else "accepted"
         self.notify(f"Ticket {ticket.number} {what}", title="Saved")
-        self.show_primary(ticket)
+        if ticket is self.ticket:
+            self.show_primary(ticket)
         self.query_one(HistoryPanel).refresh_rows()
 
     @on(Input.Submitted, "#reason")
