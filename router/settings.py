@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     max_batch_tickets: int = Field(64, ge=1, le=1000, description="Most tickets in one batch intake call.")
     max_body_bytes: int = Field(1_048_576, ge=1024, le=100_000_000, description="Largest API request body; larger gets 413.")
     lazy_model_load: bool = Field(False, description="API: load the model on the first routing instead of at startup.")
+    group_routing: bool = Field(True, description="API: concurrent routing requests share batched forward passes.")
     model_poll_seconds: float = Field(
         5.0, ge=0.0, le=3600.0, description="API: how often each worker checks the registry's active version (0 = never)."
     )

@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from router import store
 from router.api import errors
+from router.api.batching import GroupRouter
 from router.api.limits import BodyLimit
 from router.api.routes import health, keys, models, routing, tickets
 from router.db import check_schema, engine_for
@@ -107,6 +108,7 @@ def create_app(settings: Settings, service: RouterService | None = None, *, engi
         lifespan=lifespan,
     )
     app.state.settings, app.state.service, app.state.engine = settings, service, engine
+    app.state.router = GroupRouter(service)
     app.state.owns_engine, app.state.model_version_seen = owns_engine, seen
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

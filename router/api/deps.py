@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from router.api.batching import GroupRouter
 from router.security import PERMISSIONS, allowed, authenticate
 from router.service import RouterService
 from router.settings import Settings
@@ -26,12 +27,17 @@ def get_service(request: Request) -> RouterService:
     return request.app.state.service
 
 
+def get_router(request: Request) -> GroupRouter:
+    return request.app.state.router
+
+
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 ServiceDep = Annotated[RouterService, Depends(get_service)]
+RouterDep = Annotated[GroupRouter, Depends(get_router)]  # route/route_many, concurrent calls batched together
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 

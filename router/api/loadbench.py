@@ -120,7 +120,8 @@ class LoadReport:
 
 
 def run_load(base_url: str, key: str, *, clients: int = 16, requests: int = 500, retry_fraction: float = 0.2,
-             seed: int = 0, stop: threading.Event | None = None, timeout: float = 120) -> LoadReport:
+             seed: int = 0, stop: threading.Event | None = None, timeout: float = 120,
+             strategy: str | None = None) -> LoadReport:
     """`requests` intake calls from `clients` threads; a `retry_fraction` of them are sent twice
     (half with the same Idempotency-Key, half relying on the external_id alone)."""
     run = uuid.uuid4().hex[:8]
@@ -129,6 +130,8 @@ def run_load(base_url: str, key: str, *, clients: int = 16, requests: int = 500,
     jobs = []
     for i in range(requests):
         body = {"text": f"{rng.choice(texts)} (order {run}-{i})", "external_id": f"load-{run}-{i}", "source": "load"}
+        if strategy:
+            body["strategy"] = strategy
         retry = rng.random() < retry_fraction
         jobs.append((body, f"idem-{run}-{i}", retry, rng.random() < 0.5))
     report = LoadReport()
@@ -183,6 +186,9 @@ def _spawned_server(args) -> tuple[subprocess.Popen, str, str, Path]:
     """A server on a fresh temp database with a new integration key (uses the environment's model settings)."""
     data_dir = Path(tempfile.mkdtemp(prefix="triage-loadbench-"))
     env = {**os.environ, "TRIAGE_DATA_DIR": str(data_dir), "TRIAGE_MODEL_POLL_SECONDS": "0"}
+    if args.cache_from:
+        (args.cache_from / "cache").mkdir(parents=True, exist_ok=True)
+        (data_dir / "cache").symlink_to((args.cache_from / "cache").resolve())
     if args.workers:
         env["TRIAGE_WORKERS"] = str(args.workers)
     prefix = [sys.executable, "-c", "from router.cli import main; main()"]
@@ -202,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--retry-fraction", type=float, default=0.2)
     parser.add_argument("--workers", type=int, default=0, help="Server workers when spawning (default TRIAGE_WORKERS).")
+    parser.add_argument("--strategy", choices=["tuned", "zero-shot", "multi-shot"], help="Default: the server's.")
+    parser.add_argument("--cache-from", type=Path, help="Reuse this data dir's model cache when spawning (skips the "
+                        "first-start GGUF conversion).")
     args = parser.parse_args(argv)
     proc = None
     if args.url:
@@ -215,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         ready = wait_ready(base_url, key, proc)
         print(f"ready after {ready:.1f}s; {args.clients} clients, {args.requests} tickets", file=sys.stderr)
         report = run_load(base_url, key, clients=args.clients, requests=args.requests,
-                          retry_fraction=args.retry_fraction)
+                          retry_fraction=args.retry_fraction, strategy=args.strategy)
     finally:
         if proc is not None:
             stop_server(proc)

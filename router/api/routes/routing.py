@@ -6,15 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from router.api.deps import ServiceDep, caller_dep
+from router.api.deps import RouterDep, ServiceDep, caller_dep
 from router.api.schemas import CompareOut, CompareRequest, RouteRequest, RoutingOut
 
 router = APIRouter(prefix="/v1", tags=["routing"])
 
 
 @router.post("/route", response_model=RoutingOut, summary="Route a complaint; nothing is stored")
-def route(body: RouteRequest, service: ServiceDep, _caller: caller_dep("route")) -> RoutingOut:
-    result = service.route(body.text, body.strategy, shots=body.shots, rag=body.rag, precedents=body.precedents)
+def route(body: RouteRequest, router_: RouterDep, _caller: caller_dep("route")) -> RoutingOut:
+    result = router_.route(body.text, body.strategy, shots=body.shots, rag=body.rag, precedents=body.precedents)
     return RoutingOut.of(result)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from router import store
-from router.api.deps import ServiceDep, SessionDep, SettingsDep, caller_dep
+from router.api.deps import RouterDep, SessionDep, SettingsDep, caller_dep
 from router.api.schemas import ErrorOut
 from router.db.models import (
     CorrectionCreate,
@@ -46,7 +46,7 @@ def _scoped(caller_name: str, key: str | None) -> str | None:
 
 @router.post("/tickets", status_code=201, response_model=TicketPublic, responses=ERRORS,
              summary="Take in a complaint: route it and store ticket + routing (idempotent)")
-def create_ticket(body: TicketIntake, session: SessionDep, service: ServiceDep, caller: caller_dep("intake"),
+def create_ticket(body: TicketIntake, session: SessionDep, service: RouterDep, caller: caller_dep("intake"),
                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
     item = TicketCreate(text=body.text, external_id=body.external_id, source=body.source)
     result = store.intake(session, service, [item], strategy=body.strategy, rag=body.rag, precedents=body.precedents,
@@ -56,7 +56,7 @@ def create_ticket(body: TicketIntake, session: SessionDep, service: ServiceDep, 
 
 @router.post("/tickets:batch", status_code=201, response_model=TicketsPublic, responses=ERRORS,
              summary="Take in many complaints at once, routed in batches (all stored or none)")
-def create_tickets(body: TicketBatchIntake, session: SessionDep, service: ServiceDep, caller: caller_dep("intake"),
+def create_tickets(body: TicketBatchIntake, session: SessionDep, service: RouterDep, caller: caller_dep("intake"),
                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
     result = store.intake(session, service, body.tickets, strategy=body.strategy, rag=body.rag,
                           precedents=body.precedents, batch=True, idempotency_key=_scoped(caller.name, idempotency_key))
