@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from rag.interface import Grounding, RetrievalUnavailable
 from rag.precedents import precedent_id
-from rag.store import INGEST_HINT, POLICIES, PRECEDENTS, WHAT, collection, connection_errors, location, open_client
+from rag.store import (INGEST_HINT, POLICIES, PRECEDENTS, WHAT, collection, connection_errors, generation, location,
+                       open_client)
 from router.results import Passage
 
 if TYPE_CHECKING:
@@ -49,14 +50,23 @@ class ChromaGrounder:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._client = None
-        self._lock = threading.Lock()
+        self._generation: str | None = None
+        self._lock = threading.RLock()  # one retrieval at a time: a reopen never pulls the store from under a query
 
     # -- connection --------------------------------------------------------------
+    def _connect(self):
+        """The client, reopened when another process wrote the on-disk store since it was opened."""
+        current = generation(self.settings)
+        if self._client is not None and current != self._generation:
+            self._client.close()
+            self._client = None
+        if self._client is None:
+            self._client = open_client(self.settings, create=False)
+            self._generation = current
+        return self._client
+
     def _collection(self, name: str) -> Collection:
-        with self._lock:
-            if self._client is None:
-                self._client = open_client(self.settings, create=False)
-            client = self._client
+        client = self._connect()
         try:
             col = collection(client, name, create=False)
             count = col.count() if col is not None else 0
@@ -68,12 +78,13 @@ class ChromaGrounder:
 
     def _query(self, name: str, texts: list[str], n: int) -> list[list[tuple[str, str, dict, float]]]:
         """For each text, the n nearest entries as (id, document, metadata, cosine similarity)."""
-        col = self._collection(name)
-        try:
-            found = col.query(query_texts=texts, n_results=min(n, col.count()),
-                              include=["documents", "metadatas", "distances"])
-        except connection_errors() as exc:
-            raise RetrievalUnavailable(f"lost the {location(self.settings)}: {exc}") from exc
+        with self._lock:
+            col = self._collection(name)
+            try:
+                found = col.query(query_texts=texts, n_results=min(n, col.count()),
+                                  include=["documents", "metadatas", "distances"])
+            except connection_errors() as exc:
+                raise RetrievalUnavailable(f"lost the {location(self.settings)}: {exc}") from exc
         results = []
         for ids, docs, metas, dists in zip(found["ids"], found["documents"], found["metadatas"], found["distances"]):
             results.append([(i, d or "", m or {}, round(1.0 - float(x), 4)) for i, d, m, x in zip(ids, docs, metas, dists)])
@@ -115,7 +126,8 @@ class ChromaGrounder:
 
     def rule_documents(self) -> dict[int, set[str]]:
         """Rule number -> ids of the documents that state it (from each document's front matter)."""
-        found = self._collection(POLICIES).get(include=["metadatas"])
+        with self._lock:
+            found = self._collection(POLICIES).get(include=["metadatas"])
         rules: dict[int, set[str]] = {}
         for meta in found["metadatas"] or []:
             for rule in filter(None, str((meta or {}).get("rule", "")).split(",")):

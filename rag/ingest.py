@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.corpus import load_corpus, split_document
-from rag.store import POLICIES, add_in_batches, collection, existing, open_client
+from rag.store import POLICIES, add_in_batches, collection, existing, mark_changed, open_client
 from router.settings import Settings, project_root
 
 
@@ -46,7 +46,14 @@ def ingest_policies(settings: Settings, directory: Path | None = None) -> SyncRe
     """Validate the corpus, then add, replace and delete chunks so the store matches it."""
     docs = load_corpus(Path(directory) if directory else default_policies_dir(settings))
     wanted = {chunk.chunk_id: chunk for doc in docs for chunk in split_document(doc)}
-    col = collection(open_client(settings, create=True), POLICIES, create=True)
+    client = open_client(settings, create=True)
+    try:
+        return _sync(settings, collection(client, POLICIES, create=True), wanted)
+    finally:
+        client.close()
+
+
+def _sync(settings: Settings, col, wanted: dict) -> SyncReport:
     stored = existing(col)
 
     old_by_doc: dict[str, set[str]] = defaultdict(set)
@@ -75,5 +82,7 @@ def ingest_policies(settings: Settings, directory: Path | None = None) -> SyncRe
         add_in_batches(col, [c.chunk_id for c in to_write], [c.text for c in to_write], [c.metadata for c in to_write])
     if to_delete:
         col.delete(ids=to_delete)
+    if to_write or to_delete:
+        mark_changed(settings)
     report.chunks_written, report.chunks_deleted = len(to_write), len(to_delete)
     return report

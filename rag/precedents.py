@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 from rag.ingest import SyncReport
-from rag.store import PRECEDENTS, add_in_batches, collection, existing, open_client
+from rag.store import PRECEDENTS, add_in_batches, collection, existing, mark_changed, open_client
 from router.dataset import load_examples, normalize
 from router.departments import LabelError, canonical, format_departments, parse_departments
 from router.settings import Settings, project_root
@@ -33,7 +33,14 @@ def ingest_examples(settings: Settings, path: Path | None = None) -> SyncReport:
     path = Path(path) if path else default_examples_file(settings)
     examples = load_examples(path, settings.max_input_chars)  # DataError with line numbers; nothing written
     wanted = {precedent_id(e.input): e for e in examples}
-    col = collection(open_client(settings, create=True), PRECEDENTS, create=True)
+    client = open_client(settings, create=True)
+    try:
+        return _sync_examples(settings, collection(client, PRECEDENTS, create=True), wanted, path)
+    finally:
+        client.close()
+
+
+def _sync_examples(settings: Settings, col, wanted: dict, path: Path) -> SyncReport:
     stored = existing(col)
     corrections = {i for i, m in stored.items() if m.get("kind") == CORRECTION}
 
@@ -60,6 +67,8 @@ def ingest_examples(settings: Settings, path: Path | None = None) -> SyncReport:
         add_in_batches(col, ids, documents, metadatas)
     if to_delete:
         col.delete(ids=to_delete)
+    if ids or to_delete:
+        mark_changed(settings)
     report.deleted = len(to_delete)
     report.chunks_written, report.chunks_deleted = len(ids), len(to_delete)
     report.chunks = col.count()
@@ -77,8 +86,13 @@ def add_precedent(settings: Settings, text: str, departments, source_id: str) ->
     names = parse_departments(departments) if isinstance(departments, str) else canonical(departments)
     if not names:
         raise LabelError("a precedent needs at least one department")
-    col = collection(open_client(settings, create=True), PRECEDENTS, create=True)
-    pid = precedent_id(text)
-    col.upsert(ids=[pid], documents=[text.strip()],
-               metadatas=[{"kind": CORRECTION, "departments": format_departments(names), "source_id": str(source_id)}])
+    client = open_client(settings, create=True)
+    try:
+        pid = precedent_id(text)
+        collection(client, PRECEDENTS, create=True).upsert(
+            ids=[pid], documents=[text.strip()],
+            metadatas=[{"kind": CORRECTION, "departments": format_departments(names), "source_id": str(source_id)}])
+    finally:
+        client.close()
+    mark_changed(settings)
     return pid

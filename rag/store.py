@@ -10,10 +10,17 @@ triage at it::
 
 Telemetry is always off, and every collection gets our own embedding function, so
 Chroma never loads (or downloads) its default one.
+
+An on-disk store is read by one process at a time as Chroma caches its index in
+memory; every write here bumps a generation file beside it, and a long-running
+grounder (the API server) reopens the store when that changes, so a
+``triage rag ingest`` run from another process is seen by the next routing.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from typing import TYPE_CHECKING
 
 from rag.embeddings import MODEL_NAME, ChromaMiniLM
@@ -29,6 +36,7 @@ POLICIES = "triage-policies"
 PRECEDENTS = "triage-precedents"
 INGEST_HINT = {POLICIES: "run `triage rag ingest` first", PRECEDENTS: "run `triage rag ingest-examples` first"}
 WHAT = {POLICIES: "policy corpus", PRECEDENTS: "precedent store"}
+GENERATION_FILE = "triage-generation"
 
 
 def location(settings: Settings) -> str:
@@ -63,6 +71,25 @@ def open_client(settings: Settings, *, create: bool) -> ClientAPI:
         raise RetrievalUnavailable(f"no retrieval store at {path}: {INGEST_HINT[POLICIES]}")
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+def generation(settings: Settings) -> str | None:
+    """The on-disk store's write generation (None for a server, or before any write)."""
+    if settings.chroma_host:
+        return None
+    try:
+        return (settings.chroma_dir / GENERATION_FILE).read_text()
+    except FileNotFoundError:
+        return None
+
+
+def mark_changed(settings: Settings) -> None:
+    """Tell readers in other processes that the on-disk store changed."""
+    if not settings.chroma_host:
+        path = settings.chroma_dir / GENERATION_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{time.time_ns()}-{os.getpid()}")
+        tmp.replace(path)
 
 
 def collection(client: ClientAPI, name: str, *, create: bool) -> Collection | None:
@@ -104,6 +131,14 @@ def store_status(settings: Settings) -> dict:
             raise
         status["exists"] = False
         return status
+    try:
+        _count(client, status)
+    finally:
+        client.close()
+    return status
+
+
+def _count(client: ClientAPI, status: dict) -> None:
     policies = collection(client, POLICIES, create=False)
     if policies is not None:
         metas = existing(policies)
@@ -115,4 +150,3 @@ def store_status(settings: Settings) -> dict:
         status["precedents"] = len(kinds)
         status["examples"] = kinds.count("example")
         status["corrections"] = kinds.count("correction")
-    return status

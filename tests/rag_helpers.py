@@ -29,3 +29,10 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def venv_script(name: str) -> str:
+    """A console script installed beside this interpreter (triage, chroma)."""
+    import sys
+
+    return str(Path(sys.executable).parent / name)

@@ -12,7 +12,7 @@ from rag.ingest import ingest_policies
 from rag.interface import RetrievalUnavailable
 from rag.store import POLICIES as POLICY_COLLECTION
 from rag.store import collection, existing, open_client
-from tests.rag_helpers import POLICIES, closed_port, small_corpus, store_settings
+from tests.rag_helpers import POLICIES, closed_port, small_corpus, store_settings, venv_script
 
 SHEETS = "Where are the 2 extra sets of sheets that are supposed to come with my order?"
 
@@ -198,3 +198,52 @@ def test_an_unreachable_chroma_server_is_clear_and_routing_goes_on(tiny_service,
     tiny_service.grounder = grounder
     result = tiny_service.route(SHEETS, rag=True)
     assert result.departments and result.passages == []
+
+
+def test_an_ingest_by_another_process_is_seen_by_a_running_grounder(settings, corpus, tmp_path):
+    import os
+    import subprocess
+
+    ingest_policies(settings, corpus)
+    grounder = ChromaGrounder(settings)
+    assert grounder.search_policy("my gift card balance shows zero", 1)[0].doc_id != "gift-cards"
+    (corpus / "gift-cards.md").write_text(
+        "---\nid: gift-cards\ntitle: Gift cards\n---\n# Gift cards\n\nA wrong gift card balance goes to Service.\n")
+    env = dict(os.environ, TRIAGE_DATA_DIR=str(settings.data_dir))
+    done = subprocess.run([venv_script("triage"), "rag", "ingest", str(corpus)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "1 added" in done.stdout
+    assert grounder.search_policy("my gift card balance shows zero", 1)[0].doc_id == "gift-cards"
+
+
+def test_a_chroma_server_store(tmp_path, corpus, embeddings):
+    """The HTTP client against a real `chroma run` on loopback; its loss is a clear RetrievalUnavailable."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = closed_port()
+    server = subprocess.Popen([venv_script("chroma"), "run", "--path", str(tmp_path / "server"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "chroma server did not start"
+                time.sleep(0.2)
+        settings = store_settings(tmp_path, chroma_host="127.0.0.1", chroma_port=port)
+        assert ingest_policies(settings, corpus).added == 5
+        assert ingest_policies(settings, corpus).unchanged == 5
+        grounder = build_grounder(settings)
+        assert grounder.ground(SHEETS).passages[0].doc_id == "rule-10"
+        assert not settings.chroma_dir.exists(), "a server store writes nothing locally"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    with pytest.raises(RetrievalUnavailable, match=f"Chroma server http://127.0.0.1:{port}"):
+        grounder.ground(SHEETS)
