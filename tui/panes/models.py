@@ -35,7 +35,7 @@ class ModelsPane(Vertical):
         yield Static("", id="models-info")
 
     def on_mount(self) -> None:
-        self.query_one("#models-table", DataTable).add_columns("version", "status", "exact", "micro F1", "macro F1", "vs active")
+        self.query_one("#models-table", DataTable).add_columns("version", "status", "exact", "micro F1", "macro F1", "Δ exact")
         self.action_reload()
 
     @work(thread=True, exclusive=True, group="models")
@@ -51,7 +51,7 @@ class ModelsPane(Vertical):
             base = (row.metrics or {}).get("compared_with") or {}
             versus = "-"
             if base.get("exact_set_accuracy") is not None and row.metrics.get("exact_set_accuracy") is not None:
-                versus = f"{row.metrics['exact_set_accuracy'] - base['exact_set_accuracy']:+.3f} vs {base['version']}"
+                versus = f"{row.metrics['exact_set_accuracy'] - base['exact_set_accuracy']:+.3f}"
             table.add_row(row.version, row.status, metric(row, "exact_set_accuracy"), metric(row, "micro_f1"),
                           metric(row, "macro_f1"), versus, key=row.version)
         info = self.query_one("#models-info", Static)
@@ -60,7 +60,7 @@ class ModelsPane(Vertical):
         elif not versions:
             info.update("No model versions yet: retrain on the Retrain tab, or `triage models register`.")
         else:
-            info.update(f"Serving: {serving}. p promotes the selected version, b rolls back the active one.")
+            info.update(f"Serving: {serving}. Δ exact: against the version active when it was trained.")
 
     def serving(self) -> str:
         """The version the tuned strategy uses now (call off the UI thread: it may load the model)."""

@@ -144,7 +144,8 @@ class RetrainPane(Horizontal):
             self.notify(message.error or "failed", title="Retrain", severity="warning")
             return
         self.outcome = outcome = message.outcome
-        status.update(f"Saved {outcome.version} (candidate): promote it on the Models tab")
+        versus = f", compared with {outcome.active_version}" if outcome.active_version else ""
+        status.update(f"Saved {outcome.version}{versus}. Promote it on the Models tab (m).")
         self.show_evaluation(outcome)
         self.post_message(self.Finished(outcome))
 
@@ -160,7 +161,6 @@ class RetrainPane(Horizontal):
             table.add_columns("evaluation")
             table.add_row("no evaluation set (data/dev.jsonl) was found")
             return
-        active = f"active {outcome.active_version}" if outcome.active_version else "active (none)"
-        table.add_columns(f"dev set ({outcome.n_eval})", f"new {outcome.version}", active)
+        table.add_columns(f"eval set ({outcome.n_eval})", "new", "active")
         for name in EVAL_METRICS:
             table.add_row(name.replace("_", " "), fmt(outcome.candidate.get(name)), fmt(outcome.active.get(name)), key=name)

@@ -19,10 +19,14 @@ def field_range(name: str) -> tuple[float | None, float | None]:
     return getattr(metadata.get("Ge"), "ge", None), getattr(metadata.get("Le"), "le", None)
 
 
+SHORT_NAMES = {"early_stopping_patience": "early stop patience"}
+
+
 def field_label(name: str) -> str:
+    """'epochs 1-50': the field and its accepted range (fits a 25-column label)."""
     low, high = field_range(name)
     bounds = f" {low}-{high}" if low is not None and high is not None else ""
-    return name.replace("_", " ") + bounds
+    return SHORT_NAMES.get(name, name.replace("_", " ")) + bounds
 
 
 def form_fields() -> list[str]:
