@@ -1,7 +1,8 @@
 """Grounding a routing: policy passages and labeled precedents retrieved from Chroma.
 
-``build_grounder(settings)`` is cheap: nothing connects, and no model loads, until
-the first ``ground()`` call, so commands that never use RAG pay nothing.
+``build_grounder(settings)`` is cheap: nothing is imported from Chroma or LangChain,
+nothing connects and no model loads until the first ``ground()`` call, so commands
+that never use RAG pay nothing.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from rag.interface import Grounding, RetrievalUnavailable
-from rag.precedents import precedent_id
-from rag.store import (INGEST_HINT, POLICIES, PRECEDENTS, WHAT, collection, connection_errors, generation, location,
-                       open_client)
+from rag.names import POLICIES, PRECEDENTS
 from router.results import Passage
 
 if TYPE_CHECKING:
@@ -56,6 +55,8 @@ class ChromaGrounder:
     # -- connection --------------------------------------------------------------
     def _connect(self):
         """The client, reopened when another process wrote the on-disk store since it was opened."""
+        from rag.store import generation, open_client
+
         current = generation(self.settings)
         if self._client is not None and current != self._generation:
             self._client.close()
@@ -66,6 +67,8 @@ class ChromaGrounder:
         return self._client
 
     def _collection(self, name: str) -> Collection:
+        from rag.store import INGEST_HINT, WHAT, collection, connection_errors, location
+
         client = self._connect()
         try:
             col = collection(client, name, create=False)
@@ -78,6 +81,8 @@ class ChromaGrounder:
 
     def _query(self, name: str, texts: list[str], n: int) -> list[list[tuple[str, str, dict, float]]]:
         """For each text, the n nearest entries as (id, document, metadata, cosine similarity)."""
+        from rag.store import connection_errors, location
+
         with self._lock:
             col = self._collection(name)
             try:
@@ -116,6 +121,8 @@ class ChromaGrounder:
 
     def search_precedents(self, text: str, k: int, *, exclude_self: bool = False) -> list[Passage]:
         """The k most similar labeled complaints; exclude_self drops the complaint itself."""
+        from rag.precedents import precedent_id
+
         own = precedent_id(text)
         found = []
         for pid, document, meta, score in self._query(PRECEDENTS, [text], k + 1 if exclude_self else k)[0]:
@@ -152,8 +159,8 @@ class ChromaGrounder:
 
 def build_grounder(settings: Settings) -> ChromaGrounder | None:
     """The grounder the service uses; None when Chroma is not installed."""
-    try:
-        import chromadb  # noqa: F401
-    except ModuleNotFoundError:
+    import importlib.util
+
+    if importlib.util.find_spec("chromadb") is None:
         return None
     return ChromaGrounder(settings)

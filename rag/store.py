@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from rag.embeddings import MODEL_NAME, ChromaMiniLM
 from rag.interface import RetrievalUnavailable
+from rag.names import POLICIES, PRECEDENTS
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
     from router.settings import Settings
 
-POLICIES = "triage-policies"
-PRECEDENTS = "triage-precedents"
 INGEST_HINT = {POLICIES: "run `triage rag ingest` first", PRECEDENTS: "run `triage rag ingest-examples` first"}
 WHAT = {POLICIES: "policy corpus", PRECEDENTS: "precedent store"}
 GENERATION_FILE = "triage-generation"

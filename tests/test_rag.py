@@ -247,3 +247,16 @@ def test_a_chroma_server_store(tmp_path, corpus, embeddings):
         server.wait(timeout=30)
     with pytest.raises(RetrievalUnavailable, match=f"Chroma server http://127.0.0.1:{port}"):
         grounder.ground(SHEETS)
+
+
+def test_building_a_grounder_imports_no_retrieval_stack(tmp_path):
+    """Commands that never ground pay nothing: no Chroma, LangChain or torch import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from router.settings import Settings; from rag.grounding import build_grounder; "
+            f"assert build_grounder(Settings(data_dir={str(tmp_path)!r})) is not None; "
+            "print(sorted(m for m in ('chromadb', 'langchain_core', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

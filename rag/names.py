@@ -1,0 +1,4 @@
+"""Names of the Chroma collections (a module of its own so importing it costs nothing)."""
+
+POLICIES = "triage-policies"
+PRECEDENTS = "triage-precedents"
