@@ -23,6 +23,9 @@ def _rules(example: Example) -> set[int]:
 def retrieval_recall(grounder, examples: Iterable[Example], k: int) -> dict:
     """recall@k over the examples that have a rule.
 
+    grounder: a ``ChromaGrounder`` (``search_policy_many`` and ``rule_documents``); its top k are
+    k distinct documents, each cited by its best chunk, exactly what ``ground()`` puts in a prompt.
+
     recall_any: at least one labeled rule's document is in the top k; recall_all: every one is.
     Also per_rule (single-rule examples, by rule), n, skipped (no rule) and misses (up to 20).
     """

@@ -46,7 +46,7 @@ def ingest(directory: Path | None) -> None:
 @rag.command("ingest-examples")
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 def ingest_examples_command(file: Path | None) -> None:
-    """Index labeled complaints as precedents (default: data/complaints.jsonl). Safe to repeat."""
+    """Index labeled complaints as precedents (default: TRIAGE_SHOTS_FILE, else data/complaints.jsonl). Safe to repeat."""
     from rag.precedents import default_examples_file, ingest_examples
 
     settings = get_settings()
