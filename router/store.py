@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +70,17 @@ class Conflict(StoreError):
     """The request contradicts what is stored (reused idempotency key, reused external_id, ...)."""
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with NaN/Infinity replaced by None: strict JSON, which PostgreSQL requires."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 # -- tickets ----------------------------------------------------------------------
 def ticket_public(ticket: Ticket) -> TicketPublic:
     return TicketPublic.model_validate(ticket)
@@ -83,8 +95,8 @@ def _routing_record(routing: Routing) -> RoutingRecord:
     data = routing.to_json()
     return RoutingRecord(
         strategy=routing.strategy, model_version=routing.model_version, departments=list(routing.departments),
-        confidence=dict(routing.confidence), input_tokens=routing.input_tokens,
-        generated_tokens=routing.generated_tokens, latency_ms=data["latency_ms"], passages=data["passages"],
+        confidence=json_safe(dict(routing.confidence)), input_tokens=routing.input_tokens,
+        generated_tokens=routing.generated_tokens, latency_ms=data["latency_ms"], passages=json_safe(data["passages"]),
         needs_review=routing.needs_review, rag=routing.rag,
     )
 
@@ -426,8 +438,8 @@ def register_model_version(session: Session, artifact_path: str | Path, *, metri
     except ArtifactError as exc:
         raise InvalidInput(str(exc), "artifact_path") from exc
     name = meta.get("version") or path.name
-    row = ModelVersion(version=name, artifact_path=str(path), meta=meta,
-                       metrics=metrics if metrics is not None else dict(meta.get("metrics") or {}))
+    row = ModelVersion(version=name, artifact_path=str(path), meta=json_safe(meta),
+                       metrics=json_safe(metrics if metrics is not None else dict(meta.get("metrics") or {})))
     session.add(row)
     try:
         session.commit()

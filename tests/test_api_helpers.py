@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, MetaData
 from sqlmodel import Session, func, select
 
 from router.api import create_app
@@ -29,11 +30,21 @@ class Api:
             return s.exec(select(func.count()).select_from(Ticket)).one()
 
 
-@pytest.fixture
-def api(tiny_settings, tiny_service):
-    settings = tiny_settings.model_copy(update={"model_poll_seconds": 0.0})
+# With TRIAGE_TEST_POSTGRES_URL (a throwaway database: it is wiped), every API test also runs on PostgreSQL.
+PG_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="set TRIAGE_TEST_POSTGRES_URL to a throwaway PostgreSQL database"))])
+def api(request, tiny_settings, tiny_service):
+    update = {"model_poll_seconds": 0.0, **({"database_url": PG_URL} if request.param == "postgresql" else {})}
+    settings = tiny_settings.model_copy(update=update)
     tiny_service.settings = settings
     engine = engine_for(settings)
+    if request.param == "postgresql":
+        reflected = MetaData()
+        reflected.reflect(engine)
+        reflected.drop_all(engine)
     upgrade(engine)
     keys = {}
     with Session(engine) as s:

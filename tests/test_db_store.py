@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -16,9 +17,27 @@ from router.results import Routing
 from test_api_helpers import tiny_artifact  # noqa: F401 - one trained tiny artifact per module
 
 
-@pytest.fixture
-def engine(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'triage.db'}")
+# The same tests run on PostgreSQL when a throwaway database is given, e.g.
+# TRIAGE_TEST_POSTGRES_URL=postgresql+psycopg://triage@127.0.0.1:55432/triage_test (everything in it is dropped).
+PG_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL")
+
+
+def _wipe(engine) -> None:
+    from sqlalchemy import MetaData
+
+    reflected = MetaData()
+    reflected.reflect(engine)
+    reflected.drop_all(engine)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="set TRIAGE_TEST_POSTGRES_URL to a throwaway PostgreSQL database"))])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'triage.db'}")
+    else:
+        engine = make_engine(PG_URL)
+        _wipe(engine)
     upgrade(engine)
     yield engine
     engine.dispose()
@@ -57,6 +76,8 @@ def test_migrated_schema_matches_the_models(engine):
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
