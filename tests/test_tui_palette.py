@@ -50,13 +50,13 @@ async def test_palette_accepts_a_routing_and_switches_views(tiny_settings, tiny_
     app = create_app(tiny_settings, tiny_service, store, supervisor_key=key)
     async with app.run_test(size=(80, 24)) as pilot:
         await route(pilot, "The agent was rude and hung up on me.")
-        await palette(pilot, "Accept routing")
+        await palette(pilot, "accept r")
         assert app.session.tickets[0].status == "accepted"
-        await palette(pilot, "Switch to supervisor view")
+        await palette(pilot, "to superv")
         assert isinstance(app.screen, SupervisorScreen)
-        await palette(pilot, "Model versions")
+        await palette(pilot, "model vers")
         assert app.screen.query_one("#supervisor-tabs").active == "models"
-        await palette(pilot, "Toggle light/dark theme")
+        await palette(pilot, "dark theme")
         assert not app.current_theme.dark
 
 

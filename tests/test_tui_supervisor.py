@@ -40,10 +40,12 @@ async def test_supervisor_view_needs_a_supervisor_key(tiny_settings, tiny_servic
         await pilot.press("f3")
         await pilot.pause()
         assert app.screen.__class__.__name__ == "KeyPrompt"
-        await pilot.press(*agent_key, "enter")
+        app.screen.query_one("#key-input").value = agent_key  # pasted
+        await pilot.press("enter")
         await pilot.pause()
         assert "Not a valid supervisor key" in str(app.screen.query_one("#key-error").render())
-        await pilot.press(*boss_key, "enter")
+        app.screen.query_one("#key-input").value = boss_key
+        await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, SupervisorScreen)
 
