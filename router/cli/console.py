@@ -26,7 +26,8 @@ def console(supervisor: bool, key: str | None, theme: str | None) -> None:
     try:
         store = default_store(settings)
     except SchemaError as exc:
-        raise click.ClickException(f"{exc} (the console saves tickets and corrections there)") from exc
+        click.echo(f"triage: error: {exc} (the console saves tickets and corrections there)", err=True)
+        raise SystemExit(1) from exc
     app = create_app(settings, get_service(), store, supervisor=supervisor, supervisor_key=key,
                      theme={"dark": "textual-dark", "light": "textual-light"}.get(theme or ""))
     app.run()
