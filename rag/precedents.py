@@ -79,14 +79,16 @@ def add_precedent(settings: Settings, text: str, departments, source_id: str) ->
     """Store a supervisor's correction; it is retrievable by the next grounding. Returns its id.
 
     departments: a list of names or a 'Warehouse, Packaging' string. Raises LabelError or ValueError
-    for bad input, RetrievalUnavailable when the store cannot be reached.
+    for bad input, RetrievalUnavailable when no retrieval store was set up (`triage rag ingest` or
+    `ingest-examples` creates it: a deployment without RAG never loads the embedding model here)
+    or the Chroma server cannot be reached.
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("precedent text is empty")
     names = parse_departments(departments) if isinstance(departments, str) else canonical(departments)
     if not names:
         raise LabelError("a precedent needs at least one department")
-    client = open_client(settings, create=True)
+    client = open_client(settings, create=False)
     try:
         pid = precedent_id(text)
         collection(client, PRECEDENTS, create=True).upsert(

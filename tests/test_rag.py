@@ -48,6 +48,10 @@ def test_embeddings_are_unit_length_and_semantic(embeddings):
     cosine = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731
     assert cosine(crushed, damaged) > cosine(crushed, ad) + 0.2
     assert embeddings.embed_query("My package arrived damaged") == pytest.approx(damaged, abs=1e-5)
+    from rag.embeddings import MiniLM
+
+    assert MiniLM.load() is MiniLM.load(), "one encoder per process"
+    assert MiniLM.load().embed(("My package arrived damaged",))[0] == pytest.approx(damaged, abs=1e-5)
 
 
 def test_shipped_corpus_has_a_document_for_every_rule_and_department():

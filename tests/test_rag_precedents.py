@@ -113,6 +113,18 @@ def test_add_precedent_refuses_bad_labels(settings):
         add_precedent(settings, "  ", ["Service"], "ticket-1")
 
 
+def test_a_correction_without_any_store_is_refused_and_creates_nothing(settings):
+    with pytest.raises(RetrievalUnavailable, match="run `triage rag ingest` first"):
+        add_precedent(settings, "The agent was rude.", ["Service"], "ticket-3")
+    assert not settings.chroma_dir.exists()
+
+
+def test_a_correction_is_retrievable_when_only_the_policy_was_ingested(settings, tmp_path):
+    ingest_policies(settings, small_corpus(tmp_path / "policies"))
+    add_precedent(settings, "The agent was rude.", ["Service"], "ticket-3")
+    assert ChromaGrounder(settings).search_precedents("rude agent", 1)[0].title == "Service"
+
+
 def test_precedents_requested_before_any_were_ingested(settings, tmp_path):
     ingest_policies(settings, small_corpus(tmp_path / "policies"))
     with pytest.raises(RetrievalUnavailable, match="run `triage rag ingest-examples` first"):
