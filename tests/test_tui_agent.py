@@ -135,3 +135,19 @@ async def test_rag_adds_grounded_rows_and_shows_the_cited_passages(tiny_settings
         assert len(shown) == len(primary.passages)
         for passage, text in zip(primary.passages, shown):
             assert passage.title in text and f"score {passage.score:.2f}" in text
+
+
+async def test_a_strategy_that_cannot_run_says_why_and_the_others_still_run(tiny_settings, tiny_base, tmp_path):
+    from router.service import RouterService
+
+    settings = tiny_settings.model_copy(update={"tuned_model": tmp_path / "no-such-artifact"})
+    service = RouterService(settings, base=tiny_base)
+    app = create_app(settings, service, make_store(settings))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await route(pilot, COMPLAINT)
+        rows = app.screen.query_one(ComparisonTable).row_values()
+        assert rows["tuned"][1].startswith("failed:") and "no-such-artifact" in rows["tuned"][1]
+        assert rows["zero-shot"][1] == service.route(COMPLAINT, "zero-shot").label
+        assert rows["multi-shot"][1] == service.route(COMPLAINT, "multi-shot").label
+        assert "not saved" in str(app.screen.query_one("#ticket-info").render())
+        assert app.session.tickets[0].ticket_id is None

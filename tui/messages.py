@@ -16,6 +16,14 @@ class RowRouted(Message):
         self.ticket, self.key, self.routing = ticket, key, routing
 
 
+class RowFailed(Message):
+    """One strategy could not route this ticket (the others still run)."""
+
+    def __init__(self, ticket: Ticket, key: str, error: str) -> None:
+        super().__init__()
+        self.ticket, self.key, self.error = ticket, key, error
+
+
 class RoutingFailed(Message):
     """Routing a ticket stopped with an error the agent should read."""
 

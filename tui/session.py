@@ -36,6 +36,7 @@ class Ticket:
     text: str
     rag: bool
     routings: dict[str, Routing] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # strategy rows that could not run, and why
     ticket_id: int | None = None
     final: list[str] | None = None
     reason: str = ""
@@ -94,16 +95,25 @@ class ConsoleSession:
         self.tickets.append(ticket)
         return ticket
 
-    def route_iter(self, ticket: Ticket, should_stop=lambda: False) -> Iterator[tuple[str, Routing]]:
-        """Each comparison row as it finishes; the primary row first, then it is saved as a ticket."""
+    def route_iter(self, ticket: Ticket, should_stop=lambda: False) -> Iterator[tuple[str, Routing | Exception]]:
+        """Each comparison row as it finishes, the primary row first (then saved as a ticket).
+
+        A strategy that cannot run (no tuned artifact, no shots file, ...) yields its error
+        in place of a routing; the other strategies still run.
+        """
         for rag in ([True, False] if ticket.rag else [False]):
-            strategies = COMPARE_ORDER
-            for strategy, routing in zip(strategies, self.service.compare_iter(ticket.text, strategies, rag=rag)):
+            for strategy in COMPARE_ORDER:
                 key = row_key(strategy, rag)
-                ticket.routings[key] = routing
-                if key == row_key(PRIMARY, ticket.rag):
-                    self._save_ticket(ticket)
-                yield key, routing
+                try:
+                    (routing,) = self.service.compare_iter(ticket.text, [strategy], rag=rag)
+                except Exception as exc:  # shown in the strategy's row
+                    ticket.errors[key] = str(exc) or type(exc).__name__
+                    yield key, exc
+                else:
+                    ticket.routings[key] = routing
+                    if key == row_key(PRIMARY, ticket.rag):
+                        self._save_ticket(ticket)
+                    yield key, routing
                 if should_stop():
                     return
 

@@ -12,7 +12,7 @@ from textual.worker import get_current_worker
 
 from router.departments import DEPARTMENTS
 from router.service import InputError
-from tui.messages import RoutingFailed, RoutingFinished, RowRouted
+from tui.messages import RoutingFailed, RoutingFinished, RowFailed, RowRouted
 from tui.session import PRIMARY, ConsoleSession, Ticket, row_key
 from tui.widgets.comparison import ComparisonTable
 from tui.widgets.complaint_input import ComplaintInput
@@ -100,8 +100,11 @@ class AgentScreen(Screen):
     def route_worker(self, ticket: Ticket) -> None:
         worker = get_current_worker()
         try:
-            for key, routing in self.session.route_iter(ticket, should_stop=lambda: worker.is_cancelled):
-                self.post_message(RowRouted(ticket, key, routing))
+            for key, result in self.session.route_iter(ticket, should_stop=lambda: worker.is_cancelled):
+                if isinstance(result, Exception):
+                    self.post_message(RowFailed(ticket, key, ticket.errors[key]))
+                else:
+                    self.post_message(RowRouted(ticket, key, result))
         except Exception as exc:  # shown to the agent; the console keeps running
             self.post_message(RoutingFailed(ticket, str(exc) or type(exc).__name__))
         finally:
@@ -116,6 +119,15 @@ class AgentScreen(Screen):
             self.show_primary(message.ticket)
             if isinstance(self.focused, ComplaintInput):
                 self.query_one(DepartmentBoard).focus()
+
+    def on_row_failed(self, message: RowFailed) -> None:
+        if message.ticket is self.ticket:
+            self.query_one(ComparisonTable).fail(message.key, message.error)
+        if message.key == row_key(PRIMARY, message.ticket.rag):
+            self.notify(message.error, title=f"Ticket {message.ticket.number}: {message.key} failed", severity="error",
+                        timeout=10)
+            if message.ticket is self.ticket:
+                self.query_one("#ticket-info", Label).update(f"Ticket {message.ticket.number}: {message.key} failed, not saved")
 
     def on_routing_failed(self, message: RoutingFailed) -> None:
         self.notify(message.error, title=f"Ticket {message.ticket.number} failed", severity="error", timeout=10)
@@ -151,7 +163,7 @@ class AgentScreen(Screen):
     def reopen(self, event: HistoryPanel.Opened) -> None:
         ticket = event.ticket
         self.open_ticket(ticket)
-        self.query_one(ComparisonTable).show_all(ticket.rag, ticket.routings)
+        self.query_one(ComparisonTable).show_all(ticket.rag, ticket.routings, ticket.errors)
         self.query_one(ComplaintInput).text = ticket.text
         self.query_one(DepartmentBoard).focus()
 

@@ -35,11 +35,21 @@ class ComparisonTable(DataTable):
         for column, value in zip(COLUMNS[1:], values):
             self.update_cell(key, column, value, update_width=True)
 
-    def show_all(self, rag: bool, routings: dict[str, Routing]) -> None:
+    def fail(self, key: str, error: str) -> None:
+        """A strategy that could not run: its row says why."""
+        if key not in self.rows:
+            self.add_row(key, PENDING, PENDING, PENDING, PENDING, key=key)
+        self.update_cell(key, "departments", "failed: " + " ".join(error.split()), update_width=True)
+        for column in COLUMNS[2:]:
+            self.update_cell(key, column, "-")
+
+    def show_all(self, rag: bool, routings: dict[str, Routing], errors: dict[str, str] | None = None) -> None:
         """Show a finished ticket (from history)."""
         self.start(rag)
         for key, routing in routings.items():
             self.fill(key, routing)
+        for key, error in (errors or {}).items():
+            self.fail(key, error)
 
     def row_values(self) -> dict[str, list[str]]:
         """What each row shows now, by row key (used by tests and the command palette)."""
