@@ -71,7 +71,7 @@ def main() -> int:
                "--checks", "not_a_server_error", "--max-examples", str(args.max_examples),
                "--exclude-path", "/v1/keys/{name}", *args.st_args]
         print("$", " ".join(c if "Bearer" not in c else "Authorization: Bearer ***" for c in cmd), flush=True)
-        code = subprocess.run(cmd, env=env).returncode
+        code = subprocess.run(cmd, env=env, cwd=root).returncode  # its reports stay out of the checkout
     finally:
         stop_server(server)
     log = (root / "server.log").read_text(errors="replace")
