@@ -66,9 +66,15 @@ class TriageConsole(App):
         """Load the base model and the tuned soft prompt off the UI thread."""
         try:
             self.session.sync_active_model()
-            self.service.soft_prompt  # loads the engine too
+            self.service.engine  # noqa: B018 - loads the base model
         except Exception as exc:  # the agent sees why routing will fail
             self.call_from_thread(self.notify, str(exc), title="Model not loaded", severity="error", timeout=15)
+            return
+        try:
+            self.service.soft_prompt  # noqa: B018 - loads the tuned artifact
+        except Exception as exc:  # zero-shot and multi-shot still work
+            self.call_from_thread(self.notify, str(exc), title="Tuned strategy unavailable", severity="warning",
+                                  timeout=15)
 
     @work(thread=True, exclusive=True, group="registry", name="follow registry")
     def follow_registry(self) -> None:
