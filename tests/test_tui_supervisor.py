@@ -105,6 +105,7 @@ async def test_tiny_retrain_updates_the_loss_plot_and_registers_a_candidate(tiny
     complaint = "The lamp came without its shade and the manual."
     ticket_id = store.record_routing(complaint, tiny_service.route(complaint))
     store.record_correction(ticket_id, ["Packaging"], "shade and manual missing")
+    served_before = tiny_service.route(complaint)
     app = create_app(tiny_settings, tiny_service, store, supervisor=True,
                      supervisor_key=new_key(store, "boss", "supervisor"))
     async with app.run_test(size=(100, 30)) as pilot:
@@ -141,6 +142,9 @@ async def test_tiny_retrain_updates_the_loss_plot_and_registers_a_candidate(tiny
         assert row.metrics["exact_set_accuracy"] == outcome.candidate["exact_set_accuracy"]
         (correction,) = s.exec(select(Correction)).all()
         assert correction.used_in_version == outcome.version
+    served_after = tiny_service.route(complaint)
+    assert served_after.model_version == served_before.model_version, "a retrain does not change what is served"
+    assert served_after.confidence == pytest.approx(served_before.confidence, abs=1e-4)
 
 
 async def test_stopping_a_retrain_saves_nothing(tiny_settings, tiny_service, store):

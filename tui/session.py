@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from router.departments import DEPARTMENTS, canonical
+from router.departments import canonical
 from router.results import STRATEGIES, Routing
 from router.service import RouterService, validate_text
 
@@ -143,8 +143,3 @@ class ConsoleSession:
     def search(self, query: str) -> list[Ticket]:
         """This session's tickets, newest first, whose text, departments or status contain every word."""
         return [t for t in reversed(self.tickets) if t.matches(query)]
-
-
-def department_key(index: int) -> str:
-    """The department toggled by key 1-7."""
-    return DEPARTMENTS[index - 1]
