@@ -27,14 +27,19 @@ class ArtifactError(ValueError):
 
 @dataclass
 class SoftPrompt:
+    """A tuned artifact ready to serve: a soft prompt/prefix, or (LoRA) a model with the adapters merged."""
+
     path: Path
-    method: str  # "prompt" or "prefix"
+    method: str  # "prompt", "prefix" or "lora"
     metadata: dict
     embeds: torch.Tensor | None  # prompt tuning: [n_virtual, hidden]
     prefix: PrefixCache  # keys/values every complaint is decoded after
+    model: torch.nn.Module | None = None  # lora: a copy of the base with the adapters merged in
 
     @property
     def num_virtual_tokens(self) -> int:
+        if self.method == "lora":
+            return 0
         return self.prefix.length if self.embeds is None else self.embeds.shape[0]
 
     @property
@@ -73,6 +78,8 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     path = Path(path)
     metadata = read_metadata(path)
     check_base(metadata, base, path)
+    if metadata.get("method") == "lora":
+        return SoftPrompt(path, "lora", metadata, None, PrefixCache.empty(), merged_lora_model(base, path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         peft_model = PeftModel.from_pretrained(base.model, str(path), is_trainable=False)
@@ -86,3 +93,17 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     embeds = prompt[0].detach().clone()
     prefix = PrefixCache.empty() if base.is_seq2seq else embeds_prefix_cache(base.model, embeds)
     return SoftPrompt(path, method, metadata, embeds, prefix)
+
+
+def merged_lora_model(base, path: Path) -> torch.nn.Module:
+    """A copy of the base model with the LoRA adapters merged (the shared base stays untouched)."""
+    import copy
+
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = PeftModel.from_pretrained(copy.deepcopy(base.model), str(path), is_trainable=False)
+    merged = wrapped.merge_and_unload().eval()
+    merged.requires_grad_(False)
+    return merged

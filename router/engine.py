@@ -77,8 +77,12 @@ class Engine:
         pad = self.tokenizer.pad_token_id
         if self.base.is_seq2seq:
             soft = prepared.soft_prompt.embeds if prepared.soft_prompt is not None else None
-            return Seq2SeqStepper(self.base.model, soft, pad)
-        return CausalStepper(self.base.model, prepared.prefix, pad)
+            return Seq2SeqStepper(self._model_for(prepared), soft, pad)
+        return CausalStepper(self._model_for(prepared), prepared.prefix, pad)
+
+    def _model_for(self, prepared: _Prepared):
+        soft = prepared.soft_prompt
+        return soft.model if soft is not None and soft.model is not None else self.base.model
 
     def route_batch(
         self,

@@ -47,11 +47,17 @@ def peft_forward(peft_model):
 
 
 def load_peft(base, artifact_path):
+    """PEFT's own model for an artifact (LoRA wraps a copy: it would otherwise modify the shared base)."""
+    import copy
+
     from peft import PeftModel
 
+    from router.artifact import read_metadata
+
+    target = copy.deepcopy(base.model) if read_metadata(artifact_path).get("method") == "lora" else base.model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = PeftModel.from_pretrained(base.model, str(artifact_path), is_trainable=False)
+        model = PeftModel.from_pretrained(target, str(artifact_path), is_trainable=False)
     return model.eval()
 
 

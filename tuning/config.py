@@ -12,12 +12,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+LR_RANGES = {"prompt": (0.01, 0.5), "prefix": (0.01, 0.5), "lora": (1e-5, 0.01)}
+
+
 class TuningConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["prompt", "prefix"] = Field(
+    method: Literal["prompt", "prefix", "lora"] = Field(
         "prefix",
-        description="prompt: soft prompt at the input (shallow); prefix: a learned key/value prefix at every layer (deep, P-tuning v2).",
+        description=(
+            "prompt: soft prompt at the input (shallow); prefix: a learned key/value prefix at every layer "
+            "(deep, P-tuning v2); lora: low-rank adapters beside the frozen weights (watsonx lists it beside prompt tuning)."
+        ),
     )
     init: Literal["text", "random"] = Field(
         "text", description="Initialize from the business instruction text (its embeddings, or its keys/values for prefix), or randomly."
@@ -27,7 +33,13 @@ class TuningConfig(BaseModel):
     batch_size: int = Field(16, ge=1, le=16, description="Examples per forward pass (watsonx: 1-16).")
     accumulation_steps: int = Field(1, ge=1, le=128, description="Batches whose gradients add up to one update (watsonx: 1-128).")
     epochs: int = Field(6, ge=1, le=50, description="Passes over the training set (watsonx: 1-50).")
-    learning_rate: float = Field(0.03, ge=0.01, le=0.5, description="Peak learning rate (watsonx: 0.01-0.5).")
+    learning_rate: float = Field(
+        0.03, ge=1e-5, le=0.5,
+        description="Peak learning rate (watsonx: 0.01-0.5 for prompt and prefix tuning; 0.00001-0.01 for LoRA).",
+    )
+    lora_rank: int = Field(8, ge=1, le=128, description="LoRA rank (lora only).")
+    lora_alpha: int = Field(16, ge=1, le=512, description="LoRA scaling numerator (lora only).")
+    lora_dropout: float = Field(0.05, ge=0.0, le=0.5, description="LoRA dropout (lora only).")
     warmup_fraction: float = Field(0.06, ge=0.0, le=0.5, description="Share of updates with linearly rising LR.")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     val_fraction: float = Field(
@@ -42,6 +54,11 @@ class TuningConfig(BaseModel):
     def _check(self) -> "TuningConfig":
         if self.init_text is not None and not self.init_text.strip():
             raise ValueError("init_text must not be empty")
+        low, high = LR_RANGES[self.method]
+        if not low <= self.learning_rate <= high:
+            raise ValueError(
+                f"learning_rate {self.learning_rate} is outside the range {low} to {high} for {self.method} tuning"
+            )
         return self
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
-from peft import PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
 
 from router.departments import INSTRUCTION
 from tuning.config import TuningConfig
@@ -17,6 +19,11 @@ def _init_ids(tokenizer, text: str, n: int) -> torch.Tensor:
 def build_peft_model(base, config: TuningConfig):
     """A PEFT model over `base.model` whose only trainable weights are the soft prompt."""
     task = TaskType.SEQ_2_SEQ_LM if base.is_seq2seq else TaskType.CAUSAL_LM
+    if config.method == "lora":
+        # LoRA injects layers into the model it wraps: train on a copy so the shared base stays frozen and clean.
+        peft_config = LoraConfig(task_type=task, r=config.lora_rank, lora_alpha=config.lora_alpha,
+                                 lora_dropout=config.lora_dropout, target_modules="all-linear")
+        return get_peft_model(copy.deepcopy(base.model), peft_config)
     if config.method == "prefix":
         if base.is_seq2seq:
             raise ValueError("--method prefix is supported for causal models; use --method prompt for seq2seq")

@@ -166,14 +166,17 @@ def train(
             )
         if not val_items or val_loss < best_val:
             best_val, stale, result.best_epoch = val_loss, 0, epoch
-            best_state = {k: v.detach().clone() for k, v in model.prompt_encoder.state_dict().items()}
+            best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
         else:
             stale += 1
             if config.early_stopping_patience and stale >= config.early_stopping_patience:
                 result.stopped_early = True
                 break
     if best_state is not None:
-        model.prompt_encoder.load_state_dict(best_state)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in best_state:
+                    p.copy_(best_state[name])
     model.eval()
     result.seconds = time.perf_counter() - started
     result.seconds_per_epoch = result.seconds / max(1, len(result.epoch_losses))

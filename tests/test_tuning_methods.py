@@ -1,0 +1,58 @@
+"""Every tuning method on the tiny model: trains, saves a PEFT artifact, serves, and agrees with PEFT's own forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from router.artifact import load_soft_prompt
+from router.departments import DEPARTMENTS
+from router.engine import Engine
+from router.reference import load_peft, route_uncached
+
+TEXTS = ["my blender died", "three of the four chairs are missing and the box was crushed", "rude agent on the phone"]
+
+
+def _tune(tiny_base, tiny_train_file, tmp_path, method):
+    from router.dataset import load_examples
+    from tuning.artifacts import build_metadata, save_artifact
+    from tuning.config import TuningConfig
+    from tuning.train import train
+
+    lr = 0.005 if method == "lora" else 0.3
+    config = TuningConfig(method=method, epochs=3, num_virtual_tokens=4, learning_rate=lr, val_fraction=0.0, batch_size=4)
+    result = train(tiny_base, load_examples(tiny_train_file), config)
+    out = tmp_path / method
+    return save_artifact(result, build_metadata(tiny_base, config, result, tiny_train_file, method), out), result
+
+
+@pytest.mark.parametrize("method", ["prompt", "prefix", "lora"])
+def test_method_trains_serves_and_matches_uncached_peft(tiny_base, tiny_train_file, tmp_path, method):
+    before = {k: v.clone() for k, v in tiny_base.model.state_dict().items()}
+    engine = Engine(tiny_base)
+    zero_before = [r.departments for r in engine.route_batch(TEXTS, "zero-shot")]
+    artifact, result = _tune(tiny_base, tiny_train_file, tmp_path, method)
+    assert result.epoch_losses[-1] < result.epoch_losses[0], "loss goes down"
+    soft = load_soft_prompt(artifact, tiny_base)
+    fast = engine.route_batch(TEXTS, "tuned", soft_prompt=soft)
+    slow = route_uncached(tiny_base, load_peft(tiny_base, artifact), TEXTS)
+    assert [r.departments for r in fast] == [d.departments for d in slow]
+    for f, s in zip(fast, slow):
+        for name in DEPARTMENTS:
+            assert f.confidence[name] == pytest.approx(s.confidence[name], abs=1e-3)
+    after = tiny_base.model.state_dict()
+    assert set(after) == set(before), "no adapter layers left in the shared base model"
+    assert all(torch.equal(before[k], after[k]) for k in before), "the base model's weights never change"
+    assert [r.departments for r in Engine(tiny_base).route_batch(TEXTS, "zero-shot")] == zero_before
+
+
+def test_lora_learning_rate_range_differs_from_prompt_tuning():
+    from pydantic import ValidationError
+
+    from tuning.config import TuningConfig
+
+    TuningConfig(method="lora", learning_rate=0.001)
+    with pytest.raises(ValidationError, match="outside the range 0.01 to 0.5 for prefix tuning"):
+        TuningConfig(method="prefix", learning_rate=0.001)
+    with pytest.raises(ValidationError, match="for lora tuning"):
+        TuningConfig(method="lora", learning_rate=0.3)
