@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     confidence_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Below this, a routing is marked needs_review.")
     batch_size: int = Field(16, ge=1, le=256, description="Complaints per forward pass when routing many.")
 
+    # -- retraining --------------------------------------------------------
+    dev_file: Path | None = Field(
+        None, description="Held-out labeled file a retrained candidate is evaluated on (default: data/dev.jsonl)."
+    )
+    promote_margin: float = Field(
+        0.0, ge=-0.2, le=0.2,
+        description="A retrained candidate is promoted automatically only when its exact-set accuracy and macro F1 "
+                    "reach the active model's plus this margin (0 = not lower; negative tolerates a small drop).",
+    )
+
     # -- storage -----------------------------------------------------------
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/triage.db (WAL).")
     chroma_host: str | None = Field(None, description="Chroma server host; unset = on-disk client under data_dir.")

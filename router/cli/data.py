@@ -42,3 +42,36 @@ def check(path, as_json):
         click.echo(f"\n{path}: {len(result.examples)} valid examples; {verdict}")
     if not result.ok:
         raise SystemExit(1)
+
+
+@data.command("build")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="JSONL file to write.")
+@click.option("--base", "base_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Training file the corrections apply to (default: TRIAGE_SHOTS_FILE or data/complaints.jsonl).")
+@click.option("--provenance", "provenance_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write where each example comes from (base file line or correction), one JSON line each.")
+def build(out_path, base_path, provenance_path):
+    """Write the set the next retrain trains on: the training file plus every correction.
+
+    The latest correction of a complaint wins and replaces the training file's label;
+    ~20% of the new corrections are held out for evaluation (not written). Prints the
+    distribution, with a warning when the mix drifts toward single-department answers.
+    """
+    from router.cli.db import db_errors
+    from router.dataset import write_examples
+    from router.db import check_schema, engine_for
+    from router.db.engine import session_scope
+    from tuning.assemble import assemble_from_store, format_report, write_provenance
+
+    settings = get_settings()
+    with db_errors():
+        engine = engine_for(settings)
+        check_schema(engine)
+        with session_scope(engine) as session:
+            assembled, base = assemble_from_store(settings, session, base_path)
+    write_examples(assembled.examples, out_path)
+    if provenance_path:
+        write_provenance(assembled, provenance_path)
+    report, _warnings = format_report(assembled, base)
+    click.echo(report)
+    click.echo(f"\nwrote {len(assembled.examples)} examples to {out_path}")

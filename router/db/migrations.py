@@ -123,6 +123,31 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_tuning_jobs(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "tuning_jobs", md,
+        Column("id", Integer, primary_key=True),
+        Column("state", String(20), nullable=False, index=True),
+        Column("phase", String(40), nullable=False),
+        Column("who", String(200), nullable=False),
+        Column("parameters", JSON, nullable=False),
+        Column("options", JSON, nullable=False),
+        Column("version", String(200), nullable=True),
+        Column("running_slot", Integer, nullable=True, unique=True),
+        Column("pid", Integer, nullable=True),
+        Column("pid_started", String(40), nullable=True),
+        Column("host", String(255), nullable=True),
+        Column("cancel_requested", Boolean, nullable=False),
+        Column("error", Text, nullable=True),
+        Column("result", JSON, nullable=False),
+        Column("created", DateTime(), nullable=False),
+        Column("started", DateTime(), nullable=True),
+        Column("finished", DateTime(), nullable=True),
+    )
+    md.create_all(conn)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -132,6 +157,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tickets, routings, corrections, model versions, API keys, idempotency records", _v1_initial),
+    Migration(2, "tuning jobs (retraining on corrections)", _v2_tuning_jobs),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
