@@ -16,7 +16,7 @@ from router import store
 from router.api import errors
 from router.api.batching import GroupRouter
 from router.api.limits import BodyLimit
-from router.api.routes import health, keys, models, routing, tickets
+from router.api.routes import health, keys, models, routing, tickets, tuning
 from router.db import check_schema, engine_for
 from router.service import RouterService
 from router.settings import Settings
@@ -47,6 +47,15 @@ def sync_active_model(app: FastAPI) -> None:
     log.info("serving model version %s (%s)", active.version, active.artifact_path)
     state.service.use_tuned(Path(active.artifact_path))
     state.model_version_seen = active.version
+
+
+def _reap_dead_jobs(settings: Settings, engine: Engine) -> None:
+    """A retraining job whose worker died (kill -9, power loss) is marked failed at startup; serving goes on."""
+    from tuning.jobs.store import reap
+
+    with Session(engine) as session:
+        for job in reap(settings, session):
+            log.warning("tuning job %s marked failed: %s", job.id, job.error)
 
 
 def _warm(app: FastAPI) -> None:
@@ -92,6 +101,7 @@ def create_app(settings: Settings, service: RouterService | None = None, *, engi
     owns_engine = engine is None
     engine = engine or engine_for(settings)
     check_schema(engine)
+    _reap_dead_jobs(settings, engine)
     active = _active_version(engine)
     # An explicit TRIAGE_TUNED_MODEL is served until the next promotion; otherwise the active version.
     seen = active.version if active is not None and settings.tuned_model is not None else None
@@ -112,6 +122,6 @@ def create_app(settings: Settings, service: RouterService | None = None, *, engi
     app.state.owns_engine, app.state.model_version_seen = owns_engine, seen
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, routing, tickets, models, keys):
+    for module in (health, routing, tickets, models, keys, tuning):
         app.include_router(module.router)
     return app
