@@ -13,12 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from router import store
 from router.api import create_app
 from router.artifact import read_metadata
+from router.cli import cli
 from router.db.models import ROLES
 from router.security import create_key
 from test_retrain_helpers import migrated, wait_for, write_jsonl
@@ -122,7 +124,7 @@ def test_corrections_are_trained_on_and_a_better_candidate_is_promoted_and_serve
     with sc.session() as s:
         versions = {v.version: v for v in store.list_model_versions(s)}
         assert versions[version].status == "active" and versions["tiny-prompt"].status == "retired"
-        assert versions[version].promoted_by.startswith(f"gate (tuning job {job.id}")
+        assert versions[version].promoted_by == f"gate:job-{job.id}" and versions[version].promoted_at
         assert versions[version].metrics["compared_with"]["version"] == "tiny-prompt"
         pending = store.untrained_corrections(s)
     held_out_text = holdout["examples"][0]["input"]
@@ -167,6 +169,10 @@ def test_a_worse_candidate_stays_a_candidate_and_the_comparison_is_kept(scenario
     assert worse.status == "candidate" and versions[first.result["version"]].status == "active"
     assert worse.metrics["gate"]["promote"] is False
     assert worse.metrics["compared_with"]["exact_set_accuracy"] == 1.0 > worse.metrics["exact_set_accuracy"]
+    listed = CliRunner().invoke(cli, ["models", "list"])
+    row = next(line.split() for line in listed.output.splitlines() if line.startswith(worse.version))
+    assert row[1:5] == ["candidate", f"{worse.metrics['exact_set_accuracy']:.3f}", f"{worse.metrics['macro_f1']:.3f}",
+                        f"{worse.metrics['exact_set_accuracy'] - 1.0:+.3f}"]
     # ...and serving keeps the better version.
     assert sc.route(CORRECTED[0])["model_version"] == first.result["version"]
     # A promotion by hand is still possible and recorded with who and when.

@@ -46,7 +46,8 @@ def register(artifact: str, metrics_file: str | None) -> None:
 
 @models.command(name="list")
 def list_() -> None:
-    """Every version, newest first."""
+    """Every version, newest first, with its evaluation scores (vs: exact-accuracy change over the model it was
+    compared with when it was trained)."""
     from router import store
 
     with db_errors(), _session() as session:
@@ -54,10 +55,24 @@ def list_() -> None:
     if not rows:
         click.echo("no model versions registered: triage models register ARTIFACT_DIR", err=True)
         return
-    click.echo(f"{'version':<28} {'status':<10} {'promoted by':<16} {'promoted at':<20} path")
+    click.echo(f"{'version':<28} {'status':<10} {'exact':>6} {'macroF1':>7} {'vs':>7}  {'promoted by':<16} "
+               f"{'promoted at':<20} path")
     for r in rows:
         at = r.promoted_at.isoformat(timespec="seconds") if r.promoted_at else "-"
-        click.echo(f"{r.version:<28} {r.status:<10} {r.promoted_by or '-':<16} {at:<20} {r.artifact_path}")
+        exact, macro, versus = _scores(r.metrics or {})
+        click.echo(f"{r.version:<28} {r.status:<10} {exact:>6} {macro:>7} {versus:>7}  {r.promoted_by or '-':<16} "
+                   f"{at:<20} {r.artifact_path}")
+
+
+def _scores(metrics: dict) -> tuple[str, str, str]:
+    """Exact-set accuracy and macro F1 on the evaluation set, and the exact-accuracy change vs the model it was
+    compared with (when it was evaluated against one)."""
+    def fmt(value) -> str:
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+    exact, other = metrics.get("exact_set_accuracy"), (metrics.get("compared_with") or {}).get("exact_set_accuracy")
+    versus = f"{exact - other:+.3f}" if isinstance(exact, (int, float)) and isinstance(other, (int, float)) else "-"
+    return fmt(exact), fmt(metrics.get("macro_f1")), versus
 
 
 def _check_loadable(path: str) -> None:

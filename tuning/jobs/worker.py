@@ -122,7 +122,7 @@ class _Run:
                 shutil.rmtree(final, ignore_errors=True)
                 raise
             if promoted:
-                store.promote(s, row.version, who=f"gate (tuning job {job.id}, started by {job.who})")
+                store.promote(s, row.version, who=f"gate:job-{job.id}")  # the job row says who started it
             marked = store.mark_corrections_used(s, assembled.trained_correction_ids, row.version)
         return {"version": row.version, "artifact_path": str(final), "promoted": promoted,
                 "auto_promote": job.options.get("auto_promote", True), "corrections_marked": marked,
