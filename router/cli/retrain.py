@@ -93,6 +93,8 @@ def _follow(engine, settings, job_id: int) -> int:
 @click.option("--accumulation-steps", type=int, default=None, help="1-128 (default 1).")
 @click.option("--val-fraction", type=float, default=None, help="Share held out to pick the best epoch (0-0.5).")
 @click.option("--patience", "early_stopping_patience", type=int, default=None, help="Early-stopping patience in epochs.")
+@click.option("--lora-rank", type=int, default=None, help="LoRA rank (1-128, default 8).")
+@click.option("--lora-alpha", type=int, default=None, help="LoRA scaling numerator (1-512, default 16).")
 @click.option("--seed", type=int, default=None)
 @click.option("--base-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Training file the corrections are applied to (default: TRIAGE_SHOTS_FILE or data/complaints.jsonl).")
