@@ -67,3 +67,33 @@ def route_uncached(base, peft_model, texts: Sequence[str]) -> list[Decoded]:
     parts = tuned_prompt(False)
     requests = [base.tokenizer(parts.request(t), add_special_tokens=False)["input_ids"] for t in texts]
     return decode_batch(UncachedStepper(peft_forward(peft_model)), codec, requests)
+
+
+def generate_reference(base, peft_model, texts: Sequence[str]) -> list[tuple[list[str], float]]:
+    """Plain PEFT + generate(): one complaint at a time, greedy under the department grammar.
+
+    Returns (departments, latency ms) per complaint. The baseline the fast path is measured against.
+    """
+    import time
+
+    from router.grammar import prefix_allowed_tokens_fn
+
+    codec = LabelCodec.for_tokenizer(base.tokenizer)
+    parts = tuned_prompt(False)
+    results = []
+    for text in texts:
+        ids = torch.tensor([base.tokenizer(parts.request(text), add_special_tokens=False)["input_ids"]])
+        started = time.perf_counter()
+        with torch.no_grad():
+            out = peft_model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False,
+                prefix_allowed_tokens_fn=prefix_allowed_tokens_fn(codec, ids.shape[1]),
+                pad_token_id=base.tokenizer.pad_token_id, eos_token_id=codec.eos_id,
+            )
+        elapsed = (time.perf_counter() - started) * 1000
+        answer = out[0, ids.shape[1]:].tolist()
+        if codec.eos_id in answer:
+            answer = answer[: answer.index(codec.eos_id)]
+        names = [n.strip() for n in base.tokenizer.decode(answer).split(",") if n.strip()]
+        results.append((names, elapsed))
+    return results

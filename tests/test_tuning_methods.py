@@ -56,3 +56,13 @@ def test_lora_learning_rate_range_differs_from_prompt_tuning():
         TuningConfig(method="prefix", learning_rate=0.001)
     with pytest.raises(ValidationError, match="for lora tuning"):
         TuningConfig(method="lora", learning_rate=0.3)
+
+
+@pytest.mark.parametrize("method", ["prompt", "prefix", "lora"])
+def test_plain_peft_generate_gives_the_fast_path_answer(tiny_base, tiny_train_file, tmp_path, method):
+    from router.reference import generate_reference
+
+    artifact, _ = _tune(tiny_base, tiny_train_file, tmp_path, method)
+    fast = Engine(tiny_base).route_batch(TEXTS, "tuned", soft_prompt=load_soft_prompt(artifact, tiny_base))
+    reference = generate_reference(tiny_base, load_peft(tiny_base, artifact), TEXTS)
+    assert [r.departments for r in fast] == [names for names, _ in reference]
