@@ -1,8 +1,10 @@
 """Tuning parameters, typed and validated the way watsonx Tuning Studio exposes them.
 
-Ranges follow watsonx: batch size 1-16, epochs 1-50, learning rate 0.01-0.5,
-accumulation steps 1-128. Defaults are chosen so a tune of the shipped
-training set finishes in under 20 minutes on a 2-core CPU.
+Ranges follow watsonx: batch size 1-16, epochs 1-50, learning rate 0.01-0.5
+(prompt and prefix tuning; LoRA takes 0.00001-0.01), accumulation steps 1-128.
+Defaults are the recipe of the shipped model and finish a tune of the shipped
+training set in under 20 minutes on a 2-core CPU. watsonx's own prompt-tuning
+defaults are `method=prompt, epochs=20, learning_rate=0.3, accumulation_steps=16`.
 """
 
 from __future__ import annotations
@@ -13,13 +15,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 
 LR_RANGES = {"prompt": (0.01, 0.5), "prefix": (0.01, 0.5), "lora": (1e-5, 0.01)}
+DEFAULT_LR = {"prompt": 0.3, "prefix": 0.03, "lora": 0.001}
+
+
+def cpu_has_bf16() -> bool:
+    """bfloat16 matmuls are fast on x86 CPUs with AVX512-BF16 or AMX."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class TuningConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["prompt", "prefix", "lora"] = Field(
-        "prefix",
+        "lora",
         description=(
             "prompt: soft prompt at the input (shallow); prefix: a learned key/value prefix at every layer "
             "(deep, P-tuning v2); lora: low-rank adapters beside the frozen weights (watsonx lists it beside prompt tuning)."
@@ -32,13 +44,14 @@ class TuningConfig(BaseModel):
     num_virtual_tokens: int = Field(20, ge=1, le=200, description="Length of the learned prompt/prefix.")
     batch_size: int = Field(16, ge=1, le=16, description="Examples per forward pass (watsonx: 1-16).")
     accumulation_steps: int = Field(1, ge=1, le=128, description="Batches whose gradients add up to one update (watsonx: 1-128).")
-    epochs: int = Field(6, ge=1, le=50, description="Passes over the training set (watsonx: 1-50).")
+    epochs: int = Field(4, ge=1, le=50, description="Passes over the training set (watsonx: 1-50).")
     learning_rate: float = Field(
-        0.03, ge=1e-5, le=0.5,
-        description="Peak learning rate (watsonx: 0.01-0.5 for prompt and prefix tuning; 0.00001-0.01 for LoRA).",
+        DEFAULT_LR["lora"], ge=1e-5, le=0.5,
+        description="Peak learning rate (watsonx: 0.01-0.5 for prompt and prefix tuning, default 0.3 and 0.03; "
+        "0.00001-0.01 for LoRA, default 0.001). When not given, the method's default.",
     )
-    lora_rank: int = Field(8, ge=1, le=128, description="LoRA rank (lora only).")
-    lora_alpha: int = Field(16, ge=1, le=512, description="LoRA scaling numerator (lora only).")
+    lora_rank: int = Field(16, ge=1, le=128, description="LoRA rank (lora only).")
+    lora_alpha: int = Field(32, ge=1, le=512, description="LoRA scaling numerator (lora only).")
     lora_dropout: float = Field(0.05, ge=0.0, le=0.5, description="LoRA dropout (lora only).")
     warmup_fraction: float = Field(0.06, ge=0.0, le=0.5, description="Share of updates with linearly rising LR.")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
@@ -48,7 +61,15 @@ class TuningConfig(BaseModel):
     early_stopping_patience: int = Field(3, ge=0, le=50, description="Epochs without validation improvement before stopping; 0 = never.")
     max_input_tokens: int = Field(256, ge=16, le=4096, description="Longer complaints are truncated when training.")
     seed: int = 0
-    bf16: bool = Field(False, description="Autocast matmuls to bfloat16 on CPUs that support it.")
+    bf16: bool = Field(default_factory=cpu_has_bf16,
+                       description="Autocast matmuls to bfloat16 (default: on where the CPU has AVX512-BF16/AMX).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_default_lr(cls, data):
+        if isinstance(data, dict) and data.get("learning_rate") is None:
+            data = {**data, "learning_rate": DEFAULT_LR.get(data.get("method") or "lora", DEFAULT_LR["lora"])}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "TuningConfig":
