@@ -49,10 +49,13 @@ def test_soft_prompt_for_another_base_model_is_refused(tiny_env, monkeypatch, ti
 
 
 def test_tune_refuses_out_of_range_parameters_naming_the_range(tiny_env, tiny_train_file, tmp_path):
-    result = CliRunner().invoke(cli, ["tune", "--data", str(tiny_train_file), "--out", str(tmp_path / "m"),
-                                      "--learning-rate", "0.9"])
-    assert result.exit_code == 2
-    assert "learning_rate" in result.output and "0.01 to 0.5" in result.output
+    for method, rate, allowed in [("prefix", "0.9", "0.01 to 0.5 for prefix"), ("lora", "0.3", "1e-05 to 0.01 for lora")]:
+        result = CliRunner().invoke(cli, ["tune", "--data", str(tiny_train_file), "--out", str(tmp_path / "m"),
+                                          "--method", method, "--learning-rate", rate])
+        assert result.exit_code == 2
+        assert f"learning_rate {rate} is outside the range {allowed}" in result.output
+    epochs = CliRunner().invoke(cli, ["tune", "--data", str(tiny_train_file), "--out", str(tmp_path / "m"), "--epochs", "60"])
+    assert epochs.exit_code == 2 and "epochs" in epochs.output and "1 to 50" in epochs.output
     assert not (tmp_path / "m").exists()
 
 

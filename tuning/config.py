@@ -46,7 +46,7 @@ class TuningConfig(BaseModel):
     accumulation_steps: int = Field(1, ge=1, le=128, description="Batches whose gradients add up to one update (watsonx: 1-128).")
     epochs: int = Field(4, ge=1, le=50, description="Passes over the training set (watsonx: 1-50).")
     learning_rate: float = Field(
-        DEFAULT_LR["lora"], ge=1e-5, le=0.5,
+        DEFAULT_LR["lora"], gt=0.0,
         description="Peak learning rate (watsonx: 0.01-0.5 for prompt and prefix tuning, default 0.3 and 0.03; "
         "0.00001-0.01 for LoRA, default 0.001). When not given, the method's default.",
     )
