@@ -75,6 +75,8 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     """Load an artifact onto `base` (refused if tuned on another base model)."""
     from peft import PeftModel
 
+    from router.modelio import float_copy
+
     path = Path(path)
     metadata = read_metadata(path)
     check_base(metadata, base, path)
@@ -82,28 +84,33 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
         return SoftPrompt(path, "lora", metadata, None, PrefixCache.empty(), merged_lora_model(base, path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        peft_model = PeftModel.from_pretrained(base.model, str(path), is_trainable=False)
+        # PEFT cannot load onto int8 layers; a soft prompt only needs a float twin for as long as it is read
+        host = float_copy(base.model) if getattr(base, "precision", "fp32") == "int8" else base.model
+        peft_model = PeftModel.from_pretrained(host, str(path), is_trainable=False)
     peft_model.eval()
     method = metadata.get("method", "prompt")
     prompt = peft_model.get_prompt(batch_size=1)
     if method == "prefix":
         if base.is_seq2seq:
             raise ArtifactError(f"{path}: prefix tuning is supported for causal models only")
-        return SoftPrompt(path, method, metadata, None, PrefixCache.from_cache(prompt))
+        return SoftPrompt(path, method, metadata, None, PrefixCache.from_cache(prompt).to(base.model.dtype))
     embeds = prompt[0].detach().clone()
     prefix = PrefixCache.empty() if base.is_seq2seq else embeds_prefix_cache(base.model, embeds)
     return SoftPrompt(path, method, metadata, embeds, prefix)
 
 
 def merged_lora_model(base, path: Path) -> torch.nn.Module:
-    """A copy of the base model with the LoRA adapters merged (the shared base stays untouched)."""
-    import copy
+    """A copy of the base model with the LoRA adapters merged (the shared base stays untouched).
 
+    The merge runs in fp32 (from a dequantized copy for int8), then the result gets the base's precision.
+    """
     from peft import PeftModel
+
+    from router.modelio import apply_precision, float_copy
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        wrapped = PeftModel.from_pretrained(copy.deepcopy(base.model), str(path), is_trainable=False)
+        wrapped = PeftModel.from_pretrained(float_copy(base.model), str(path), is_trainable=False)
     merged = wrapped.merge_and_unload().eval()
     merged.requires_grad_(False)
-    return merged
+    return apply_precision(merged, getattr(base, "precision", "fp32"))

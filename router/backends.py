@@ -4,6 +4,8 @@ A prefix (soft prompt, or instruction + shots) is run once per loaded model;
 its keys/values are copied into every batch, so each call only prefills the
 complaint's own tokens. Padding inside a batch is masked and positions are
 tracked per sequence, so a batch gives the same answers as one-at-a-time.
+The LM head (hidden x vocabulary, the largest matrix of a small model) is applied
+only at the positions the decoder reads, not at every fed token.
 """
 
 from __future__ import annotations
@@ -33,10 +35,46 @@ class PrefixCache:
         layers = [(k.detach(), v.detach()) for k, v, *_ in cache]
         return cls(layers, layers[0][0].shape[-2] if layers else 0)
 
-    def expand(self, batch: int) -> DynamicCache:
+    def to(self, dtype: torch.dtype) -> "PrefixCache":
+        """The same prefix with keys/values in `dtype` (the serving model's)."""
+        return PrefixCache([(k.to(dtype), v.to(dtype)) for k, v in self.layers], self.length)
+
+    def expand(self, batch: int, dtype: torch.dtype | None = None) -> DynamicCache:
+        """A fresh cache for `batch` sequences (keys/values cast to `dtype` if given)."""
         if not self.layers:
             return DynamicCache()
-        return DynamicCache([(k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous()) for k, v in self.layers])
+
+        def grow(t: torch.Tensor) -> torch.Tensor:
+            t = t.expand(batch, -1, -1, -1)
+            return t.to(dtype).contiguous() if dtype is not None else t.contiguous()
+
+        return DynamicCache([(grow(k), grow(v)) for k, v in self.layers])
+
+
+# Configs whose models post-process logits after the LM head: those keep the full forward.
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def split_lm_head(model) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """(decoder body, LM head) of a plain causal LM, or None when the structure is not known to be that."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return None
+    if any(getattr(config, name, None) not in (None, 1.0) for name in _LOGIT_POSTPROCESSING):
+        return None
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if not isinstance(head, torch.nn.Module):
+        return None
+    get_body = getattr(model, "get_decoder", None)
+    try:
+        body = get_body() if callable(get_body) else None
+    except (AttributeError, NotImplementedError):
+        body = None
+    body = body if body is not None else getattr(model, "model", None)
+    if not isinstance(body, torch.nn.Module) or body is model:
+        return None
+    return body, head
 
 
 @torch.no_grad()
@@ -55,14 +93,24 @@ def embeds_prefix_cache(model, embeds: torch.Tensor) -> PrefixCache:
     return PrefixCache.from_cache(out.past_key_values)
 
 
+def _float_dtype(model) -> torch.dtype | None:
+    """The dtype the model computes keys/values in (None when it does not say)."""
+    dtype = getattr(model, "dtype", None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None
+
+
 class CausalStepper:
-    def __init__(self, model, prefix: PrefixCache, pad_id: int):
+    """Many sequences over one prefix cache; logits only where the decoder reads them."""
+
+    def __init__(self, model, prefix: PrefixCache, pad_id: int, *, full_logits: bool = False):
         self.model, self.prefix, self.pad_id = model, prefix, pad_id
+        self.split = None if full_logits else split_lm_head(model)
         self.cache = None
         self.mask: torch.Tensor | None = None
         self.next_pos: list[int] = []
 
-    def _forward(self, rows: list[list[int]], lengths: list[int]) -> torch.Tensor:
+    def _forward(self, rows: list[list[int]], lengths: list[int], reads: list[list[int]]) -> list[torch.Tensor]:
+        """Feed `rows` (padded); logits [len(reads[i]), vocab] at positions `reads[i]` of each row."""
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         new_mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -72,31 +120,39 @@ class CausalStepper:
             new_mask[i, : lengths[i]] = 1
             positions[i] = self.next_pos[i] + torch.arange(width)
         self.mask = new_mask if self.mask is None else torch.cat([self.mask, new_mask], dim=1)
-        out = self.model(
-            input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache, use_cache=True
-        )
-        self.cache = out.past_key_values
+        inputs = dict(input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache,
+                      use_cache=True)
         for i, length in enumerate(lengths):
             self.next_pos[i] += length
-        return out.logits
+        if self.split is None:
+            out = self.model(**inputs)
+            self.cache = out.past_key_values
+            return [out.logits[i, r] for i, r in enumerate(reads)]
+        body, head = self.split
+        out = body(**inputs)
+        self.cache = out.past_key_values
+        rows_idx = torch.tensor([i for i, r in enumerate(reads) for _ in r], dtype=torch.long)
+        cols_idx = torch.tensor([p for r in reads for p in r], dtype=torch.long)
+        logits = head(out.last_hidden_state[rows_idx, cols_idx])
+        return list(torch.split(logits, [len(r) for r in reads]))
 
     @torch.no_grad()
     def start(self, requests: Sequence[Sequence[int]]) -> list[Logits]:
         batch = len(requests)
-        self.cache = self.prefix.expand(batch)
+        self.cache = self.prefix.expand(batch, _float_dtype(self.model))
         self.mask = torch.ones((batch, self.prefix.length), dtype=torch.long) if self.prefix.length else None
         self.next_pos = [self.prefix.length] * batch
         rows = [list(r) for r in requests]
-        logits = self._forward(rows, [len(r) for r in rows])
-        return [logits[i, len(r) - 1] for i, r in enumerate(rows)]
+        logits = self._forward(rows, [len(r) for r in rows], [[len(r) - 1] for r in rows])
+        return [row[0] for row in logits]
 
     @torch.no_grad()
     def feed(self, pending: dict[int, Feed]) -> dict[int, Logits]:
         batch = len(self.next_pos)
         rows = [pending.get(i, [self.pad_id]) for i in range(batch)]
         lengths = [len(pending[i]) if i in pending else 0 for i in range(batch)]
-        logits = self._forward(rows, lengths)
-        return {i: logits[i, : len(tokens)] for i, tokens in pending.items()}
+        logits = self._forward(rows, lengths, [list(range(n)) for n in lengths])
+        return {i: logits[i] for i in pending}
 
 
 class Seq2SeqStepper:

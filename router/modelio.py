@@ -37,6 +37,7 @@ class BaseModel:
     is_seq2seq: bool
     load_seconds: float
     from_cache: bool
+    precision: str = "fp32"  # fp32, bf16 or int8 (dynamic int8 nn.Linear weights, fp32 activations)
 
     @property
     def config(self):
@@ -81,8 +82,38 @@ def _fingerprint_dir(path: Path, cache_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _dtype(settings: Settings) -> torch.dtype:
-    return torch.bfloat16 if settings.precision == "bf16" else torch.float32
+def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """`model` (fp32) in the serving precision: bf16 weights, or dynamic int8 nn.Linear layers (in place)."""
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation notice for the eager quantization API
+            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
+
+
+def float_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """An fp32 copy of a served model (int8 layers dequantized), e.g. to merge adapters into."""
+    import copy
+
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    clone = copy.deepcopy(model)
+    for name, module in list(clone.named_modules()):
+        if isinstance(module, DynamicInt8Linear):
+            weight, bias = module.weight().dequantize(), module.bias()
+            plain = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+            plain.weight = torch.nn.Parameter(weight, requires_grad=False)
+            if bias is not None:
+                plain.bias = torch.nn.Parameter(bias.detach().float(), requires_grad=False)
+            parent_name, _, child = name.rpartition(".")
+            setattr(clone.get_submodule(parent_name) if parent_name else clone, child, plain)
+    return clone.float()
 
 
 def _save_converted(model, tokenizer, target: Path) -> None:
@@ -157,18 +188,27 @@ def _load_hf(settings: Settings) -> BaseModel:
     return BaseModel(model, tokenizer, source, fingerprint, seq2seq, time.perf_counter() - started, False)
 
 
+def set_threads(requested: int) -> None:
+    """torch intra-op threads: `requested`, or (0) torch's default of one per core; one inter-op thread."""
+    if requested:
+        torch.set_num_threads(requested)
+    try:
+        torch.set_num_interop_threads(1)  # routing runs one forward at a time; extra pools only spin
+    except RuntimeError:
+        pass  # already fixed once parallel work has started in this process
+
+
 def load_base_model(settings: Settings) -> BaseModel:
     """The frozen base model named by the settings, in eval mode with no gradients."""
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    set_threads(settings.torch_threads)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own messages say what is slow; no bars in CLI output
     base = _load_embedded(settings) if settings.base_model == EMBEDDED_MODEL else _load_hf(settings)
     base.model.eval()
     base.model.requires_grad_(False)
-    if settings.precision == "bf16":
-        base.model.to(_dtype(settings))
+    base.model = apply_precision(base.model, settings.precision)
+    base.precision = settings.precision
     tok = base.tokenizer
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

@@ -104,18 +104,20 @@ class RouterService:
         clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
         soft = self.soft_prompt if strategy == "tuned" else None
         k = self.settings.shots if shots is None else shots
-        results: list[Routing] = []
+        results: list[Routing | None] = [None] * len(clean)
         size = batch_size or self.settings.batch_size
-        for start in range(0, len(clean), size):
-            chunk = clean[start : start + size]
+        order = sorted(range(len(clean)), key=lambda i: len(clean[i]))  # similar lengths together: less padding
+        for start in range(0, len(order), size):
+            indices = order[start : start + size]
+            chunk = [clean[i] for i in indices]
             groundings = self._ground(chunk, rag, precedents, exclude_self)
             contexts = [g.context for g in groundings] if groundings else None
             routed = self.engine.route_batch(chunk, strategy, shots=k, soft_prompt=soft, contexts=contexts)
-            for routing, grounding in zip(routed, groundings or [None] * len(routed)):
+            for i, routing, grounding in zip(indices, routed, groundings or [None] * len(routed)):
                 if grounding is not None:
                     routing.passages = grounding.passages
-            results += routed
-        return results
+                results[i] = routing
+        return results  # type: ignore[return-value]  # every slot is filled, in the input order
 
     def _ground(self, texts, rag: bool, precedents: bool, exclude_self: bool):
         if not (rag or precedents):

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
         None, description="Soft-prompt artifact directory; default: the registry's active version, else the shipped one."
     )
     torch_threads: int = Field(0, ge=0, le=256, description="torch intra-op threads; 0 = number of cores.")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="Inference dtype of the base model.")
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        "fp32", description="Inference precision of the base model: fp32, bf16, or int8 (dynamic int8 linear layers)."
+    )
     allow_hub_download: bool = Field(False, description="Allow downloading a base model from a hub (off: offline only).")
 
     # -- routing -----------------------------------------------------------
