@@ -151,8 +151,12 @@ def _load_embedded(settings: Settings) -> BaseModel:
         )
         try:
             _save_converted(model, tokenizer, converted)
+            # Serve the cached copy from the first start on, so first and later starts run the same model
+            # (the GGUF-loaded one is flagged quantized and refuses dtype changes and copies for LoRA).
+            model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, local_files_only=True)
         except OSError as exc:  # a read-only cache must not stop routing
             log.warning("could not cache converted weights in %s: %s", converted, exc)
+            model.hf_quantizer, model.is_quantized = None, False
     return BaseModel(model, tokenizer, EMBEDDED_MODEL, fingerprint, False, time.perf_counter() - started, from_cache)
 
 

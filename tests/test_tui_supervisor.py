@@ -155,7 +155,7 @@ async def test_stopping_a_retrain_saves_nothing(tiny_settings, tiny_service, sto
         await pilot.press("t")
         pane = app.screen.query_one(RetrainPane)
         form = pane.query_one("#tuning-form")
-        for name, value in {"method": "prompt", "epochs": 50, "batch_size": 1, "num_virtual_tokens": 4,
+        for name, value in {"method": "prompt", "learning_rate": 0.3, "epochs": 50, "batch_size": 1, "num_virtual_tokens": 4,
                             "val_fraction": 0.0, "early_stopping_patience": 0}.items():
             form.set_value(name, value)
         await pilot.press("ctrl+s")
