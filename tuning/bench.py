@@ -94,6 +94,7 @@ def run_benchmark(service, examples: Sequence[Example], *, strategies: Sequence[
     load_started = time.perf_counter()
     service.engine  # noqa: B018 - loads the base model
     result["model_load_s"] = round(time.perf_counter() - load_started, 2)
+    result["threads"] = torch.get_num_threads()  # as set by loading (TRIAGE_TORCH_THREADS)
     for strategy in strategies:
         log(f"  {strategy} ...")
         result["strategies"][strategy] = strategy_numbers(service, strategy, texts, batch_size)
