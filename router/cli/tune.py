@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from router.cli.common import get_service, get_settings
+from router.cli.common import get_settings
+from router.service import RouterService
 from router.dataset import load_examples
 
 
@@ -70,7 +71,8 @@ def tune(data_path, out_path, dev_path, version, **params):
         raise click.BadParameter(describe_error(exc), param_hint="tuning parameters") from None
     settings = get_settings()
     examples = load_examples(data_path, settings.max_input_chars)
-    service = get_service()
+    # Train on full-precision weights whatever the serving precision (bf16 autocast is a tuning parameter).
+    service = RouterService(settings.model_copy(update={"precision": "fp32"}))
     base = service.engine.base
     out = Path(out_path)
     click.echo(f"tuning {config.method} ({config.num_virtual_tokens} virtual tokens) on {len(examples)} examples "

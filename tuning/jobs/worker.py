@@ -83,7 +83,7 @@ class _Run:
         self.check_stop()
         self.phase("loading", n_train=len(assembled.examples), n_holdout=len(assembled.holdout),
                    n_new_corrections=len(assembled.trained_correction_ids))
-        base = self.base or load_base_model(settings)
+        base = self.base or load_base_model(settings.model_copy(update={"precision": "fp32"}))  # train on fp32 weights
         config = jobs.validate_parameters(job.parameters)
         self.check_stop()
         self.phase("training")
