@@ -29,7 +29,16 @@ def real_base(tmp_path_factory):
     from router.modelio import load_base_model
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    return load_base_model(Settings(data_dir=tmp_path_factory.mktemp("real-model-cache")))
+    # fp32: the exactness checks below compare the fast path with PEFT's own forward to 2e-3
+    return load_base_model(Settings(data_dir=tmp_path_factory.mktemp("real-model-cache"), precision="fp32"))
+
+
+@pytest.fixture(scope="session")
+def real_base_default(tmp_path_factory):
+    """The real model at the default serving precision (bf16 on CPUs that have it)."""
+    from router.modelio import load_base_model
+
+    return load_base_model(Settings(data_dir=tmp_path_factory.mktemp("real-model-cache-default")))
 
 
 @pytest.fixture
@@ -39,7 +48,12 @@ def real_service(real_base, tmp_path):
     return RouterService(Settings(data_dir=tmp_path / "d"), base=real_base)
 
 
-def test_shipped_tuned_model_routes_the_reference_examples(real_service):
+@pytest.mark.parametrize("precision", ["fp32", "default"])
+def test_shipped_tuned_model_routes_the_reference_examples(real_service, real_base_default, tmp_path, precision):
+    from router.service import RouterService
+
+    if precision == "default":
+        real_service = RouterService(Settings(data_dir=tmp_path / "d2"), base=real_base_default)
     results = real_service.route_many([text for text, _ in REFERENCES], "tuned")
     assert [r.departments for r in results] == [want for _, want in REFERENCES]
     assert all(r.model_version == "smollm2-complaints-v1" and r.strategy == "tuned" for r in results)
