@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 
 from router.codec import LabelCodec
-from router.dataset import Example, normalize
+from router.dataset import Example
 from router.modelio import BaseModel
 from router.prompting import tuned_prompt
 from tuning.batches import Encoded, causal_batch, encode_examples, epoch_batches, seq2seq_batch
@@ -182,12 +182,3 @@ def train(
     result.seconds_per_epoch = result.seconds / max(1, len(result.epoch_losses))
     return result
 
-
-def dedupe(examples: Sequence[Example]) -> list[Example]:
-    seen, out = set(), []
-    for ex in examples:
-        key = normalize(ex.input)
-        if key not in seen:
-            seen.add(key)
-            out.append(ex)
-    return out
