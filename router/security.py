@@ -11,11 +11,10 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from router.db.models import ROLES, ApiKey, utcnow
-from router.store import Conflict, InvalidInput, NotFound
+from router.store import InvalidInput, NotFound, add_unique
 
 KEY_TAG = "trk"
 
@@ -56,12 +55,7 @@ def create_key(session: Session, name: str, role: str) -> tuple[ApiKey, str]:
         raise InvalidInput("name is empty", "name")
     prefix, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_hex(16)
     row = ApiKey(name=name, role=role, prefix=prefix, salt=salt, hashed_secret=hash_secret(secret, salt))
-    session.add(row)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"an API key named {name!r} already exists (revoked keys keep their name)", "name") from exc
+    add_unique(session, row, f"an API key named {name!r} already exists (revoked keys keep their name)", "name")
     session.refresh(row)
     return row, f"{KEY_TAG}_{prefix}_{secret}"
 

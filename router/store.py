@@ -70,6 +70,17 @@ class Conflict(StoreError):
     """The request contradicts what is stored (reused idempotency key, reused external_id, ...)."""
 
 
+def add_unique(session: Session, row, conflict: str, field: str):
+    """Insert `row`; a unique-constraint violation rolls back and becomes Conflict(conflict, field)."""
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(conflict, field) from exc
+    return row
+
+
 def json_safe(value: Any) -> Any:
     """`value` with NaN/Infinity replaced by None: strict JSON, which PostgreSQL requires."""
     if isinstance(value, float):
@@ -111,13 +122,8 @@ def _new_ticket(text: str, routing: Routing, external_id: str | None, source: st
 def create_ticket_with_routing(session: Session, text: str, routing: Routing, *, external_id: str | None = None,
                                source: str = "console") -> TicketPublic:
     """Store a complaint and the routing it already got (no idempotency; see `intake` for that)."""
-    row = _new_ticket(text.strip(), routing, external_id, source)
-    session.add(row)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"external_id {external_id!r} is already used by another ticket", "external_id") from exc
+    row = add_unique(session, _new_ticket(text.strip(), routing, external_id, source),
+                     f"external_id {external_id!r} is already used by another ticket", "external_id")
     return ticket_public(row)
 
 
@@ -440,12 +446,7 @@ def register_model_version(session: Session, artifact_path: str | Path, *, metri
     name = meta.get("version") or path.name
     row = ModelVersion(version=name, artifact_path=str(path), meta=json_safe(meta),
                        metrics=json_safe(metrics if metrics is not None else dict(meta.get("metrics") or {})))
-    session.add(row)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"model version {name!r} is already registered", "version") from exc
+    add_unique(session, row, f"model version {name!r} is already registered", "version")
     session.refresh(row)
     return row
 
