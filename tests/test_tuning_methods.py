@@ -66,3 +66,33 @@ def test_plain_peft_generate_gives_the_fast_path_answer(tiny_base, tiny_train_fi
     fast = Engine(tiny_base).route_batch(TEXTS, "tuned", soft_prompt=load_soft_prompt(artifact, tiny_base))
     reference = generate_reference(tiny_base, load_peft(tiny_base, artifact), TEXTS)
     assert [r.departments for r in fast] == [names for names, _ in reference]
+
+
+@pytest.mark.parametrize("method", ["prompt", "prefix", "lora"])
+def test_answer_only_loss_equals_the_models_own_loss(tiny_base, tiny_train_file, method):
+    """Training applies the LM head only where answer tokens are predicted; the loss must not change."""
+    from contextlib import nullcontext
+
+    from router.codec import LabelCodec
+    from router.dataset import load_examples
+    from router.prompting import tuned_prompt
+    from tuning.batches import answer_loss, causal_batch, encode_examples, keeps_logits_subset, virtual_tokens
+    from tuning.config import TuningConfig
+    from tuning.peft_setup import build_peft_model
+
+    config = TuningConfig(method=method, num_virtual_tokens=4, learning_rate=0.005 if method == "lora" else 0.3)
+    model = build_peft_model(tiny_base, config)
+    torch.manual_seed(0)
+    with torch.no_grad():  # move the trainable weights off their init so every path is exercised
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    codec = LabelCodec.for_tokenizer(tiny_base.tokenizer)
+    items = encode_examples(load_examples(tiny_train_file)[:6], tiny_base.tokenizer, codec, tuned_prompt(), 64)
+    batch = causal_batch(items, tiny_base.tokenizer.pad_token_id)
+    assert keeps_logits_subset(model)
+    model.eval()
+    with torch.no_grad():
+        full = model(**batch).loss
+        fast = answer_loss(model, batch, virtual_tokens(model), nullcontext())
+    assert float(fast) == pytest.approx(float(full), rel=1e-5)

@@ -69,3 +69,37 @@ def epoch_batches(items: Sequence[Encoded], batch_size: int, rng: random.Random)
         batches += [block[k : k + batch_size] for k in range(0, len(block), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def keeps_logits_subset(model) -> bool:
+    """Whether the causal LM under `model` (PEFT-wrapped or not) takes `logits_to_keep` with positions."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def virtual_tokens(model) -> int:
+    """Positions a PEFT prompt-tuning model prepends to the input (0 for prefix tuning and LoRA)."""
+    config = getattr(model, "peft_config", {}).get(getattr(model, "active_adapter", None))
+    if config is None or not getattr(config, "is_prompt_learning", False):
+        return 0
+    return 0 if config.peft_type.value == "PREFIX_TUNING" else int(config.num_virtual_tokens)
+
+
+def answer_loss(model, batch: dict[str, torch.Tensor], virtual: int, autocast) -> torch.Tensor:
+    """The causal LM loss on answer tokens, with the LM head applied only where an answer token is predicted.
+
+    Equal to the model's own loss (mean cross-entropy over every answer token) but skips the
+    hidden x vocabulary product at prompt positions, about a fifth of a small model's compute.
+    """
+    labels = batch["labels"]
+    targets = labels[:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)  # positions whose next token is an answer token
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with autocast:
+        logits = model(**inputs, logits_to_keep=keep + virtual).logits
+    chosen = targets[:, keep]
+    return torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), chosen.reshape(-1), ignore_index=IGNORE
+    )

@@ -15,7 +15,7 @@ from router.codec import LabelCodec
 from router.dataset import Example
 from router.modelio import BaseModel
 from router.prompting import tuned_prompt
-from tuning.batches import Encoded, causal_batch, encode_examples, epoch_batches, seq2seq_batch
+from tuning.batches import Encoded, answer_loss, causal_batch, encode_examples, epoch_batches, keeps_logits_subset, seq2seq_batch, virtual_tokens
 from tuning.config import TuningConfig
 from tuning.peft_setup import build_peft_model
 
@@ -86,9 +86,14 @@ def _autocast(config: TuningConfig):
 
 
 def batch_loss(model, items: Sequence[Encoded], seq2seq: bool, pad_id: int, config: TuningConfig) -> torch.Tensor:
-    batch = seq2seq_batch(items, pad_id) if seq2seq else causal_batch(items, pad_id)
-    with _autocast(config):
-        return model(**batch).loss
+    if seq2seq:
+        with _autocast(config):
+            return model(**seq2seq_batch(items, pad_id)).loss
+    batch = causal_batch(items, pad_id)
+    if not keeps_logits_subset(model):
+        with _autocast(config):
+            return model(**batch).loss
+    return answer_loss(model, batch, virtual_tokens(model), _autocast(config))
 
 
 @torch.no_grad()
