@@ -100,14 +100,43 @@ def _float_dtype(model) -> torch.dtype | None:
 
 
 class CausalStepper:
-    """Many sequences over one prefix cache; logits only where the decoder reads them."""
+    """Many sequences over one prefix cache; logits only where the decoder reads them.
 
-    def __init__(self, model, prefix: PrefixCache, pad_id: int, *, full_logits: bool = False):
+    `allowed` (token ids the decoder can ever read: department names, separators, end)
+    restricts the LM head to those rows; other logits are -inf, which changes nothing
+    for a decoder that only compares allowed tokens. Finished sequences leave the
+    batch, and tokens fed speculatively can be taken back (masked out) per sequence.
+    """
+
+    speculates = True
+
+    def __init__(self, model, prefix: PrefixCache, pad_id: int, *, full_logits: bool = False,
+                 allowed: Sequence[int] | None = None):
         self.model, self.prefix, self.pad_id = model, prefix, pad_id
         self.split = None if full_logits else split_lm_head(model)
+        self.head_rows = self._head_rows(allowed) if self.split is not None and allowed else None
         self.cache = None
         self.mask: torch.Tensor | None = None
         self.next_pos: list[int] = []
+        self.columns: list[list[int]] = []  # per row: the cache columns of its accepted tokens
+        self.ids: list[int] = []  # the caller's sequence index of each row
+
+    def _head_rows(self, allowed: Sequence[int]):
+        head = self.split[1]
+        weight, bias = getattr(head, "weight", None), getattr(head, "bias", None)
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            return None  # e.g. a quantized head: keep the full product
+        index = torch.tensor(sorted(set(allowed)), dtype=torch.long)
+        return index, weight[index], (bias[index] if isinstance(bias, torch.Tensor) else None), weight.shape[0]
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.head_rows is None:
+            return self.split[1](hidden)
+        index, weight, bias, vocab = self.head_rows
+        part = torch.nn.functional.linear(hidden, weight, bias)
+        full = torch.full((hidden.shape[0], vocab), float("-inf"), dtype=part.dtype)
+        full[:, index] = part
+        return full
 
     def _forward(self, rows: list[list[int]], lengths: list[int], reads: list[list[int]]) -> list[torch.Tensor]:
         """Feed `rows` (padded); logits [len(reads[i]), vocab] at positions `reads[i]` of each row."""
@@ -115,10 +144,12 @@ class CausalStepper:
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         new_mask = torch.zeros((len(rows), width), dtype=torch.long)
         positions = torch.zeros((len(rows), width), dtype=torch.long)
+        first_column = 0 if self.mask is None else self.mask.shape[1]
         for i, row in enumerate(rows):
             ids[i, : len(row)] = torch.tensor(row)
             new_mask[i, : lengths[i]] = 1
             positions[i] = self.next_pos[i] + torch.arange(width)
+            self.columns[i].extend(range(first_column, first_column + lengths[i]))
         self.mask = new_mask if self.mask is None else torch.cat([self.mask, new_mask], dim=1)
         inputs = dict(input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache,
                       use_cache=True)
@@ -128,35 +159,67 @@ class CausalStepper:
             out = self.model(**inputs)
             self.cache = out.past_key_values
             return [out.logits[i, r] for i, r in enumerate(reads)]
-        body, head = self.split
+        body = self.split[0]
         out = body(**inputs)
         self.cache = out.past_key_values
         rows_idx = torch.tensor([i for i, r in enumerate(reads) for _ in r], dtype=torch.long)
         cols_idx = torch.tensor([p for r in reads for p in r], dtype=torch.long)
-        logits = head(out.last_hidden_state[rows_idx, cols_idx])
+        logits = self._logits(out.last_hidden_state[rows_idx, cols_idx])
         return list(torch.split(logits, [len(r) for r in reads]))
 
     @torch.no_grad()
-    def start(self, requests: Sequence[Sequence[int]]) -> list[Logits]:
+    def start(self, requests: Sequence[Sequence[int]], drafts: Sequence[Sequence[int]] | None = None) -> list[Logits]:
+        """Prefill each request followed by its draft tokens; logits at the request's last token and at each draft token."""
         batch = len(requests)
+        drafts = drafts or [[] for _ in requests]
         self.cache = self.prefix.expand(batch, _float_dtype(self.model))
         self.mask = torch.ones((batch, self.prefix.length), dtype=torch.long) if self.prefix.length else None
         self.next_pos = [self.prefix.length] * batch
-        rows = [list(r) for r in requests]
-        logits = self._forward(rows, [len(r) for r in rows], [[len(r) - 1] for r in rows])
-        return [row[0] for row in logits]
+        self.columns = [[] for _ in range(batch)]
+        self.ids = list(range(batch))
+        rows = [list(r) + list(d) for r, d in zip(requests, drafts)]
+        reads = [list(range(len(r) - 1, len(r) + len(d))) for r, d in zip(requests, drafts)]
+        return self._forward(rows, [len(r) for r in rows], reads)
+
+    def _keep_rows(self, keep: list[int]) -> None:
+        """Drop finished sequences from the batch (their cache rows cost compute on every step)."""
+        if keep == self.ids:
+            return
+        rows = [self.ids.index(i) for i in keep]
+        index = torch.tensor(rows, dtype=torch.long)
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask[index]
+        self.next_pos = [self.next_pos[r] for r in rows]
+        self.columns = [self.columns[r] for r in rows]
+        self.ids = list(keep)
+
+    def _take_back(self, row: int, count: int) -> None:
+        """Forget the last `count` accepted tokens of a row (a rejected draft): masked, positions reused."""
+        for column in self.columns[row][-count:]:
+            self.mask[row, column] = 0
+        del self.columns[row][-count:]
+        self.next_pos[row] -= count
 
     @torch.no_grad()
-    def feed(self, pending: dict[int, Feed]) -> dict[int, Logits]:
-        batch = len(self.next_pos)
-        rows = [pending.get(i, [self.pad_id]) for i in range(batch)]
-        lengths = [len(pending[i]) if i in pending else 0 for i in range(batch)]
+    def feed(self, pending: dict[int, Feed], take_back: dict[int, int] | None = None) -> dict[int, Logits]:
+        """Append tokens to the pending sequences (all others are finished); logits at every fed position.
+
+        `take_back[i]` tokens at the end of sequence i are withdrawn first.
+        """
+        self._keep_rows(sorted(pending))
+        for i, count in (take_back or {}).items():
+            if count:
+                self._take_back(self.ids.index(i), count)
+        rows = [pending[i] for i in self.ids]
+        lengths = [len(r) for r in rows]
         logits = self._forward(rows, lengths, [list(range(n)) for n in lengths])
-        return {i: logits[i] for i in pending}
+        return dict(zip(self.ids, logits))
 
 
 class Seq2SeqStepper:
     """Encoder once per batch (soft prompt prepended to its input); decoder per sequence."""
+
+    speculates = False
 
     def __init__(self, model, soft_prompt: torch.Tensor | None, pad_id: int):
         self.model, self.soft_prompt, self.pad_id = model, soft_prompt, pad_id
@@ -181,7 +244,7 @@ class Seq2SeqStepper:
         for i in range(len(requests)):
             state = {"enc": encoded.last_hidden_state[i : i + 1], "mask": mask[i : i + 1], "cache": None}
             self.states.append(state)
-            firsts.append(self._decode(state, [start_id])[-1])
+            firsts.append(self._decode(state, [start_id])[-1:])
         return firsts
 
     def _decode(self, state: dict, tokens: list[int]) -> torch.Tensor:
@@ -196,5 +259,5 @@ class Seq2SeqStepper:
         return out.logits[0]
 
     @torch.no_grad()
-    def feed(self, pending: dict[int, Feed]) -> dict[int, Logits]:
+    def feed(self, pending: dict[int, Feed], take_back: dict[int, int] | None = None) -> dict[int, Logits]:
         return {i: self._decode(self.states[i], tokens) for i, tokens in pending.items()}

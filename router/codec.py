@@ -50,6 +50,24 @@ class LabelCodec:
         if self.eos_id in self.sep_ids or any(self.eos_id in ids for ids in self.name_ids):
             raise ValueError("end-of-sequence token appears inside a department name")
 
+    @property
+    def token_ids(self) -> list[int]:
+        """Every token the decoder can read a probability for: name tokens, separators, end."""
+        return sorted({t for ids in self.name_ids for t in ids} | set(self.sep_ids) | {self.eos_id})
+
+    def draft_ids(self, departments) -> list[int]:
+        """Tokens the decoder feeds when it chooses `departments`: each name and a separator.
+
+        The last canonical department ends every answer, so the decoder never feeds it; nor is the end token fed.
+        """
+        indices = sorted({DEPARTMENTS.index(d) for d in departments})
+        out: list[int] = []
+        for index in indices:
+            if index == len(DEPARTMENTS) - 1:
+                break
+            out.extend(self.name_ids[index] + self.sep_ids)
+        return out
+
     def answer_ids(self, departments) -> list[int]:
         """Target token ids (after the answer cue) for a canonical department list, ending in eos."""
         indices = [DEPARTMENTS.index(d) for d in departments]

@@ -103,24 +103,75 @@ def decide(codec: LabelCodec, logits: Logits) -> Generator[Feed, Logits, Decoded
     return Decoded(names, conf, len(codec.answer_ids(names)), steps)
 
 
-def decode_batch(stepper: Stepper, codec: LabelCodec, requests: Sequence[Sequence[int]]) -> list[Decoded]:
-    """Decode many prompts together; each finishes on its own step."""
-    firsts = stepper.start(requests)
-    coroutines = [decide(codec, logits) for logits in firsts]
+@dataclass
+class _Sequence:
+    """One sequence's decoder, plus the draft tokens prefilled after its prompt and their logits."""
+
+    decoder: Generator[Feed, Logits, Decoded]
+    draft: list[int]
+    ahead: Logits  # [len(draft), vocab]
+    used: int = 0
+
+    def advance(self, value) -> Feed | Decoded:
+        """Send `value`; answer from the draft's logits while the decoder asks for exactly the draft's next tokens.
+
+        Returns the next tokens the model must really be fed, or the finished result.
+        """
+        while True:
+            try:
+                feed = self.decoder.send(value)
+            except StopIteration as done:
+                return done.value
+            if feed and self.draft[self.used : self.used + len(feed)] == feed:
+                value = self.ahead[self.used : self.used + len(feed)]
+                self.used += len(feed)
+                continue
+            return feed
+
+    def withdraw(self) -> int:
+        """Give up the rest of the draft; how many fed tokens that takes back."""
+        count = len(self.draft) - self.used
+        self.draft = self.draft[: self.used]
+        return count
+
+
+def _split_first(logits: Logits) -> tuple[Logits, Logits]:
+    """(logits at the prompt's last token, logits at each draft token)."""
+    if logits.dim() == 1:
+        return logits, logits[:0]
+    return logits[0], logits[1:]
+
+
+def decode_batch(
+    stepper: Stepper, codec: LabelCodec, requests: Sequence[Sequence[int]], drafts: Sequence[Sequence[str]] | None = None
+) -> list[Decoded]:
+    """Decode many prompts together; each finishes on its own step.
+
+    With `drafts` (a proposed department list per prompt) and a stepper that can speculate,
+    the draft's tokens are prefilled with the prompt and accepted as far as the model's own
+    choices agree: the result is exactly the non-speculative one, in fewer forward passes.
+    """
+    speculate = drafts is not None and getattr(stepper, "speculates", False)
+    draft_ids = [codec.draft_ids(d) for d in drafts] if speculate else [[] for _ in requests]
+    firsts = stepper.start(requests, draft_ids) if speculate else stepper.start(requests)
+    sequences = []
+    for logits, draft in zip(firsts, draft_ids):
+        first, ahead = _split_first(logits)
+        sequences.append(_Sequence(decide(codec, first), list(draft), ahead))
     results: dict[int, Decoded] = {}
     pending: dict[int, Feed] = {}
-    for i, co in enumerate(coroutines):
-        try:
-            pending[i] = next(co)
-        except StopIteration as done:
-            results[i] = done.value
-    while pending:
-        outputs = stepper.feed(pending)
-        following: dict[int, Feed] = {}
-        for i in pending:
-            try:
-                following[i] = coroutines[i].send(outputs[i])
-            except StopIteration as done:
-                results[i] = done.value
-        pending = following
+    value_for: dict[int, object] = {i: None for i in range(len(requests))}
+    while value_for:
+        take_back: dict[int, int] = {}
+        for i, value in value_for.items():
+            step = sequences[i].advance(value)
+            if isinstance(step, Decoded):
+                results[i] = step
+            else:
+                pending[i] = step
+                take_back[i] = sequences[i].withdraw()
+        if not pending:
+            break
+        outputs = stepper.feed(pending, take_back) if speculate else stepper.feed(pending)
+        value_for, pending = dict(outputs), {}
     return [results[i] for i in range(len(requests))]

@@ -14,6 +14,7 @@ from router.backends import CausalStepper, PrefixCache, Seq2SeqStepper, text_pre
 from router.codec import LabelCodec
 from router.dataset import Example
 from router.decoding import Decoded, decode_batch
+from router.draft import Draft
 from router.modelio import BaseModel
 from router.prompting import PromptParts, instructed_prompt, pick_shots, tuned_prompt
 from router.results import Routing
@@ -34,8 +35,10 @@ class _Prepared:
 class Engine:
     """Routes complaints with zero-shot, multi-shot or tuned prompting of one base model."""
 
-    def __init__(self, base: BaseModel, shots_pool: Sequence[Example] = (), threshold: float = 0.6):
+    def __init__(self, base: BaseModel, shots_pool: Sequence[Example] = (), threshold: float = 0.6,
+                 draft: Draft | None = None):
         self.base = base
+        self.draft = draft  # proposes answers for the model to verify (speed only; see router.draft)
         self.tokenizer = base.tokenizer
         self.codec = LabelCodec.for_tokenizer(base.tokenizer)
         self.shots_pool = list(shots_pool)
@@ -78,7 +81,7 @@ class Engine:
         if self.base.is_seq2seq:
             soft = prepared.soft_prompt.embeds if prepared.soft_prompt is not None else None
             return Seq2SeqStepper(self._model_for(prepared), soft, pad)
-        return CausalStepper(self._model_for(prepared), prepared.prefix, pad)
+        return CausalStepper(self._model_for(prepared), prepared.prefix, pad, allowed=self.codec.token_ids)
 
     def _model_for(self, prepared: _Prepared):
         soft = prepared.soft_prompt
@@ -97,11 +100,12 @@ class Engine:
         prepared = self._prepare(strategy, shots, soft_prompt)
         contexts = contexts or [""] * len(texts)
         requests = [self._request_ids(prepared, text, ctx) for text, ctx in zip(texts, contexts)]
+        drafts = self.draft.propose(texts) if self.draft is not None and not self.base.is_seq2seq else None
         with self._lock, torch.inference_mode():
             started = time.perf_counter()
             if self.base.is_seq2seq and prepared.prefix_ids:
                 requests = [prepared.prefix_ids + r for r in requests]
-            decoded = decode_batch(self._stepper(prepared), self.codec, requests)
+            decoded = decode_batch(self._stepper(prepared), self.codec, requests, drafts)
             elapsed = (time.perf_counter() - started) * 1000
         prefix_tokens = 0 if self.base.is_seq2seq else len(prepared.prefix_ids)
         virtual = prepared.soft_prompt.num_virtual_tokens if prepared.soft_prompt else 0

@@ -9,6 +9,7 @@ from typing import Iterator, Sequence
 
 from router.artifact import SoftPrompt, load_soft_prompt
 from router.dataset import Example, load_examples
+from router.draft import load_or_fit_draft
 from router.engine import Engine
 from router.modelio import BaseModel, load_base_model
 from router.results import STRATEGIES, Routing
@@ -59,7 +60,9 @@ class RouterService:
             if self._engine is None:
                 base = self._base or load_base_model(self.settings)
                 self._base = base
-                self._engine = Engine(base, self._shots_pool(), self.settings.confidence_threshold)
+                pool = self._shots_pool()
+                draft = load_or_fit_draft(pool, self.settings.cache_dir) if self.settings.speculative_draft else None
+                self._engine = Engine(base, pool, self.settings.confidence_threshold, draft)
             return self._engine
 
     def _shots_pool(self) -> list[Example]:

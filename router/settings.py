@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     shots: int = Field(3, ge=0, le=32, description="Examples in the multi-shot prompt.")
     shots_file: Path | None = Field(None, description="Training file the multi-shot examples come from (default: data/complaints.jsonl).")
     max_input_chars: int = Field(2000, ge=10, le=100_000, description="Longest complaint accepted, in characters.")
+    speculative_draft: bool = Field(
+        True,
+        description="Prefill a TF-IDF draft answer with each complaint and let the model verify it (same answers, "
+        "fewer forward passes; the draft is fitted on the shots file and cached).",
+    )
     confidence_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Below this, a routing is marked needs_review.")
     batch_size: int = Field(16, ge=1, le=256, description="Complaints per forward pass when routing many.")
 

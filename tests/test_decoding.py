@@ -75,3 +75,46 @@ def test_prefix_cache_equals_full_prefill(tokenizer):
     for a, b in zip(cached, full):
         for name in DEPARTMENTS:
             assert a.confidence[name] == pytest.approx(b.confidence[name], abs=1e-4)
+
+
+def _counting(stepper):
+    """Counts the stepper's forward passes."""
+    calls = []
+    forward = stepper._forward
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    stepper._forward = counted
+    return calls
+
+
+def test_speculative_draft_changes_nothing_but_the_number_of_forward_passes(tokenizer):
+    from router.backends import text_prefix_cache
+
+    codec = LabelCodec.for_tokenizer(tokenizer)
+    base = make_tiny_base(tokenizer, seed=6)
+    prefix = text_prefix_cache(base.model, tokenizer("Route complaints.\n", add_special_tokens=False)["input_ids"])
+    texts = ["lamp broken", "two chairs missing and the box was crushed and nobody on the phone could help",
+             "coupon refused", "the ad showed a blue one", "drill stopped after a week, I want a replacement"]
+    requests = [tokenizer(t + "\nDepartments:", add_special_tokens=False)["input_ids"] for t in texts]
+
+    def run(drafts):
+        stepper = CausalStepper(base.model, prefix, tokenizer.pad_token_id, allowed=codec.token_ids)
+        calls = _counting(stepper)
+        return decode_batch(stepper, codec, requests, drafts), len(calls)
+
+    plain, plain_calls = run(None)
+    answers = [d.departments for d in plain]
+    assert plain_calls >= 2
+    exact, exact_calls = run(answers)
+    assert exact_calls == 1, "a draft the model agrees with is verified in the prefill alone"
+    wrong = [list(DEPARTMENTS)] + [["Marketing"], [], ["Planning", "L3"], list(reversed(answers[0]))]
+    for drafts in (wrong, answers[:2] + wrong[2:]):
+        decoded, _ = run(drafts)
+        assert [d.departments for d in decoded] == answers
+        for a, b in zip(decoded, plain):
+            for name in DEPARTMENTS:
+                assert a.confidence[name] == pytest.approx(b.confidence[name], abs=1e-4)
+            assert a.generated_tokens == b.generated_tokens

@@ -27,13 +27,28 @@ def test_logits_at_read_positions_equal_full_logits(tokenizer):
     full = CausalStepper(base.model, prefix, tokenizer.pad_token_id, full_logits=True)
     assert fast.split is not None and full.split is None
     for a, b in zip(fast.start(requests), full.start(requests)):
-        assert a.shape == b.shape == (len(tokenizer),)
+        assert a.shape == b.shape == (1, len(tokenizer))
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     pending = {0: [11, 12, 13], 1: [14]}
     fed_fast, fed_full = fast.feed(pending), full.feed(pending)
     for i, tokens in pending.items():
         assert fed_fast[i].shape == (len(tokens), len(tokenizer))
         torch.testing.assert_close(fed_fast[i], fed_full[i], atol=1e-5, rtol=1e-5)
+
+
+def test_head_restricted_to_answer_tokens_gives_their_logits_and_nothing_else(tokenizer):
+    from router.codec import LabelCodec
+
+    base = make_tiny_base(tokenizer, seed=9)
+    allowed = LabelCodec.for_tokenizer(tokenizer).token_ids
+    requests = _ids(tokenizer, ["the kettle leaks", "two of the four chairs never came"])
+    narrow = CausalStepper(base.model, PrefixCache.empty(), tokenizer.pad_token_id, allowed=allowed)
+    full = CausalStepper(base.model, PrefixCache.empty(), tokenizer.pad_token_id, full_logits=True)
+    for a, b in zip(narrow.start(requests), full.start(requests)):
+        torch.testing.assert_close(a[:, allowed], b[:, allowed], atol=1e-5, rtol=1e-5)
+        others = torch.ones(len(tokenizer), dtype=torch.bool)
+        others[allowed] = False
+        assert torch.isneginf(a[:, others]).all()
 
 
 def test_unknown_model_structure_falls_back_to_full_logits(tokenizer):

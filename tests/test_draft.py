@@ -1,0 +1,48 @@
+"""The TF-IDF draft for speculative decoding: fitted once, cached on disk, never changes an answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.dataset import Example, load_examples
+from router.departments import DEPARTMENTS
+from router.draft import load_or_fit_draft
+from router.engine import Engine
+
+TEXTS = ["my blender died", "three of the four chairs are missing and the box was crushed",
+         "rude agent on the phone", "the ad showed a red one but mine is blue"]
+
+
+def test_draft_is_fitted_once_and_then_read_from_the_cache(tiny_train_file, tmp_path):
+    examples = load_examples(tiny_train_file)
+    draft = load_or_fit_draft(examples, tmp_path)
+    cached = list((tmp_path / "drafts").glob("*.pkl"))
+    assert len(cached) == 1
+    proposals = draft.propose(TEXTS)
+    assert all(p and set(p) <= set(DEPARTMENTS) for p in proposals)
+    assert load_or_fit_draft(examples, tmp_path).propose(TEXTS) == proposals
+    cached[0].write_bytes(b"not a pickle")  # a damaged cache is refitted, not fatal
+    assert load_or_fit_draft(examples, tmp_path).propose(TEXTS) == proposals
+    changed = examples[:-1]
+    load_or_fit_draft(changed, tmp_path)
+    assert len(list((tmp_path / "drafts").glob("*.pkl"))) == 2, "other training data, other draft"
+
+
+def test_no_draft_without_enough_to_learn_from(tmp_path):
+    assert load_or_fit_draft([], tmp_path) is None
+    assert load_or_fit_draft([Example("x", ("Service",), 1), Example("y", ("Service",), 2)], tmp_path) is None
+
+
+@pytest.mark.parametrize("strategy", ["tuned", "zero-shot", "multi-shot"])
+def test_routing_with_the_draft_equals_routing_without(tiny_base, tiny_train_file, tiny_artifact, tmp_path, strategy):
+    from router.artifact import load_soft_prompt
+
+    pool = load_examples(tiny_train_file)
+    soft = load_soft_prompt(tiny_artifact, tiny_base)
+    plain = Engine(tiny_base, pool).route_batch(TEXTS, strategy, soft_prompt=soft)
+    drafted = Engine(tiny_base, pool, draft=load_or_fit_draft(pool, tmp_path)).route_batch(TEXTS, strategy, soft_prompt=soft)
+    assert [r.departments for r in drafted] == [r.departments for r in plain]
+    for a, b in zip(drafted, plain):
+        assert a.input_tokens == b.input_tokens and a.generated_tokens == b.generated_tokens
+        for name in DEPARTMENTS:
+            assert a.confidence[name] == pytest.approx(b.confidence[name], abs=1e-4)
