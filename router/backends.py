@@ -93,6 +93,22 @@ def embeds_prefix_cache(model, embeds: torch.Tensor) -> PrefixCache:
     return PrefixCache.from_cache(out.past_key_values)
 
 
+@torch.no_grad()
+def extend_prefix(model, prefix: PrefixCache, ids: Sequence[int]) -> PrefixCache:
+    """`prefix` followed by the tokens `ids`: their keys/values computed on top of the cached prefix."""
+    if not ids:
+        return prefix
+    start, count = prefix.length, len(ids)
+    out = model(
+        input_ids=torch.tensor([list(ids)]),
+        attention_mask=torch.ones((1, start + count), dtype=torch.long),
+        position_ids=torch.arange(start, start + count)[None],
+        past_key_values=prefix.expand(1, _float_dtype(model)),
+        use_cache=True,
+    )
+    return PrefixCache.from_cache(out.past_key_values)
+
+
 def _float_dtype(model) -> torch.dtype | None:
     """The dtype the model computes keys/values in (None when it does not say)."""
     dtype = getattr(model, "dtype", None)

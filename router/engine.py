@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from router.artifact import SoftPrompt
-from router.backends import CausalStepper, PrefixCache, Seq2SeqStepper, text_prefix_cache
+from router.backends import CausalStepper, PrefixCache, Seq2SeqStepper, extend_prefix, text_prefix_cache
 from router.codec import LabelCodec
 from router.dataset import Example
 from router.decoding import Decoded, decode_batch
@@ -30,6 +30,8 @@ class _Prepared:
     prefix_ids: list[int]
     prefix: PrefixCache
     soft_prompt: SoftPrompt | None = None
+    head_ids: list[int] = field(default_factory=list)  # the template's fixed start ("Complaint:"), when cached
+    with_head: "_Prepared | None" = None  # the same prompt with head_ids moved into the prefix cache
 
 
 class Engine:
@@ -69,8 +71,25 @@ class Engine:
             prepared = _Prepared(parts, ids, prefix)
         else:
             raise StrategyError(f"unknown strategy {strategy!r}; choose tuned, zero-shot or multi-shot")
+        if not seq2seq:
+            self._cache_head(prepared)
         self._prepared[key] = prepared
         return prepared
+
+    def _cache_head(self, prepared: _Prepared) -> None:
+        """Move the template's fixed start (e.g. "Complaint:") into the prefix cache: fewer tokens per call.
+
+        Only where the tokenizer splits a whole request exactly there, so the model sees the same tokens.
+        """
+        head = prepared.parts.template.split("{complaint}", 1)[0]
+        sample = self._ids(prepared.parts.request("My order never came."))
+        for text in dict.fromkeys((head, head.rstrip())):
+            ids = self._ids(text) if text else []
+            if ids and sample[: len(ids)] == ids and len(sample) > len(ids):
+                prefix = extend_prefix(self._model_for(prepared), prepared.prefix, ids)
+                prepared.head_ids = ids
+                prepared.with_head = _Prepared(prepared.parts, prepared.prefix_ids + ids, prefix, prepared.soft_prompt)
+                return
 
     def shots_for(self, k: int) -> list[Example]:
         return pick_shots(self.shots_pool, k)
@@ -100,6 +119,9 @@ class Engine:
         prepared = self._prepare(strategy, shots, soft_prompt)
         contexts = contexts or [""] * len(texts)
         requests = [self._request_ids(prepared, text, ctx) for text, ctx in zip(texts, contexts)]
+        head = prepared.head_ids
+        if prepared.with_head is not None and all(r[: len(head)] == head and len(r) > len(head) for r in requests):
+            prepared, requests = prepared.with_head, [r[len(head) :] for r in requests]
         drafts = self.draft.propose(texts) if self.draft is not None and not self.base.is_seq2seq else None
         with self._lock, torch.inference_mode():
             started = time.perf_counter()

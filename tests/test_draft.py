@@ -46,3 +46,21 @@ def test_routing_with_the_draft_equals_routing_without(tiny_base, tiny_train_fil
         assert a.input_tokens == b.input_tokens and a.generated_tokens == b.generated_tokens
         for name in DEPARTMENTS:
             assert a.confidence[name] == pytest.approx(b.confidence[name], abs=1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["tuned", "zero-shot", "multi-shot"])
+def test_caching_the_prompts_fixed_start_changes_no_answer(tiny_base, tiny_train_file, tiny_artifact, monkeypatch, strategy):
+    from router.artifact import load_soft_prompt
+
+    pool = load_examples(tiny_train_file)
+    soft = load_soft_prompt(tiny_artifact, tiny_base)
+    cached = Engine(tiny_base, pool)
+    routed = cached.route_batch(TEXTS, strategy, soft_prompt=soft)
+    assert any(p.with_head is not None for p in cached._prepared.values()), "the fixed start is cached"
+    monkeypatch.setattr(Engine, "_cache_head", lambda self, prepared: None)
+    plain = Engine(tiny_base, pool).route_batch(TEXTS, strategy, soft_prompt=soft)
+    assert [r.departments for r in routed] == [r.departments for r in plain]
+    for a, b in zip(routed, plain):
+        assert a.input_tokens == b.input_tokens, "the cached start still counts as input"
+        for name in DEPARTMENTS:
+            assert a.confidence[name] == pytest.approx(b.confidence[name], abs=1e-4)
