@@ -56,7 +56,8 @@ def test_shipped_tuned_model_routes_the_reference_examples(real_service, real_ba
         real_service = RouterService(Settings(data_dir=tmp_path / "d2"), base=real_base_default)
     results = real_service.route_many([text for text, _ in REFERENCES], "tuned")
     assert [r.departments for r in results] == [want for _, want in REFERENCES]
-    assert all(r.model_version == "smollm2-complaints-v1" and r.strategy == "tuned" for r in results)
+    shipped = json.loads((DEFAULT_TUNED / "triage.json").read_text())["version"]
+    assert all(r.model_version == shipped and r.strategy == "tuned" for r in results)
 
 
 def test_hostile_input_still_yields_valid_departments(real_service):

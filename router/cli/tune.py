@@ -11,6 +11,12 @@ import click
 from router.cli.common import get_settings
 from router.service import RouterService
 from router.dataset import load_examples
+from tuning.config import DEFAULT_LR, TuningConfig
+
+
+def _default(name: str):
+    """A tuning parameter's default, from the one typed config (help texts never drift from it)."""
+    return TuningConfig.model_fields[name].get_default(call_default_factory=False)
 
 
 def _progress_printer(stream):
@@ -33,17 +39,18 @@ def _progress_printer(stream):
               show_default=True, help="Labeled training file (JSONL).")
 @click.option("--out", "out_path", type=click.Path(file_okay=False), required=True, help="Artifact directory to write.")
 @click.option("--method", type=click.Choice(["prompt", "prefix", "lora"]), default=None,
-              help="lora (default: low-rank adapters), prefix (deep prompt tuning, every layer) or prompt (shallow soft prompt).")
+              help=f"lora (low-rank adapters), prefix (deep prompt tuning, every layer) or prompt (shallow soft prompt); default {_default('method')}.")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
 @click.option("--init-text", default=None, help="Initialization text (default: the business instruction).")
-@click.option("--num-virtual-tokens", type=int, default=None, help="Length of the soft prompt (1-200, default 20).")
-@click.option("--batch-size", type=int, default=None, help="1-16 (default 16).")
-@click.option("--epochs", type=int, default=None, help="1-50 (default 4; watsonx prompt tuning: 20).")
-@click.option("--learning-rate", type=float, default=None, help="prompt/prefix: 0.01-0.5 (default 0.3/0.03); lora: 0.00001-0.01 (default 0.001).")
-@click.option("--accumulation-steps", type=int, default=None, help="1-128 (default 1; watsonx: 16).")
-@click.option("--lora-rank", type=int, default=None, help="LoRA rank (1-128, default 16).")
-@click.option("--lora-alpha", type=int, default=None, help="LoRA alpha (default 32).")
-@click.option("--lora-dropout", type=float, default=None, help="LoRA dropout (default 0.05).")
+@click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
+@click.option("--batch-size", type=int, default=None, help=f"1-16 (default {_default('batch_size')}).")
+@click.option("--epochs", type=int, default=None, help=f"1-50 (default {_default('epochs')}; watsonx prompt tuning: 20).")
+@click.option("--learning-rate", type=float, default=None, help=f"prompt/prefix: 0.01-0.5 (default {DEFAULT_LR['prompt']}/{DEFAULT_LR['prefix']}); "
+              f"lora: 0.00001-0.01 (default {DEFAULT_LR['lora']}).")
+@click.option("--accumulation-steps", type=int, default=None, help=f"1-128 (default {_default('accumulation_steps')}; watsonx: 16).")
+@click.option("--lora-rank", type=int, default=None, help=f"LoRA rank (1-128, default {_default('lora_rank')}).")
+@click.option("--lora-alpha", type=int, default=None, help=f"LoRA alpha (default {_default('lora_alpha')}).")
+@click.option("--lora-dropout", type=float, default=None, help=f"LoRA dropout (default {_default('lora_dropout')}).")
 @click.option("--val-fraction", type=float, default=None, help="Share of the training file held out to pick the best epoch.")
 @click.option("--patience", "early_stopping_patience", type=int, default=None, help="Early-stopping patience in epochs.")
 @click.option("--seed", type=int, default=None)
@@ -60,7 +67,7 @@ def tune(data_path, out_path, dev_path, version, **params):
     from pydantic import ValidationError
 
     from tuning.artifacts import build_metadata, save_artifact, update_metadata
-    from tuning.config import TuningConfig, describe_error
+    from tuning.config import describe_error
     from tuning.plots import loss_png, loss_terminal
     from tuning.train import train
 
