@@ -102,15 +102,34 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
 def merged_lora_model(base, path: Path) -> torch.nn.Module:
     """A copy of the base model with the LoRA adapters merged (the shared base stays untouched).
 
-    The merge runs in fp32 (from a dequantized copy for int8), then the result gets the base's precision.
+    Each adapted weight becomes round(W + scale * B @ A) computed in fp32 from the served weight W,
+    one layer at a time, so the copy never needs a full fp32 model in memory (int8 layers are
+    dequantized into an fp32 copy first and the result quantized again).
     """
+    import copy
+
     from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
 
     from router.modelio import apply_precision, float_copy
 
+    precision = getattr(base, "precision", "fp32")
+    host = float_copy(base.model) if precision == "int8" else copy.deepcopy(base.model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        wrapped = PeftModel.from_pretrained(float_copy(base.model), str(path), is_trainable=False)
-    merged = wrapped.merge_and_unload().eval()
+        wrapped = PeftModel.from_pretrained(host, str(path), is_trainable=False)
+    dora = any(isinstance(m, LoraLayer) and any(getattr(m, "use_dora", {}).values()) for m in wrapped.modules())
+    if dora:
+        merged = wrapped.merge_and_unload()  # DoRA: PEFT's own merge
+    else:
+        with torch.no_grad():
+            for module in wrapped.modules():
+                if isinstance(module, LoraLayer):
+                    weight = module.get_base_layer().weight
+                    for adapter in module.active_adapters:
+                        delta = module.get_delta_weight(adapter).float()
+                        weight.data = (weight.data.float() + delta).to(weight.dtype)
+        merged = wrapped.unload()  # the adapters are folded into the weights above
+    merged.eval()
     merged.requires_grad_(False)
-    return apply_precision(merged, getattr(base, "precision", "fp32"))
+    return apply_precision(merged, precision) if precision == "int8" else merged
