@@ -137,6 +137,28 @@ class Engine:
             for d, r, c in zip(decoded, requests, contexts)
         ]
 
+    def plan_batches(self, texts: Sequence[str], max_size: int, max_padding: float = 0.15) -> list[list[int]]:
+        """Indices of `texts` grouped into batches of similar token length.
+
+        Sorted by length, a batch is closed when it holds `max_size` complaints or when one more
+        would make padding exceed `max_padding` of its real tokens: the prefill (most of a
+        batch's cost) then computes little padding, whatever the spread of lengths.
+        """
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
+        batches: list[list[int]] = []
+        current: list[int] = []
+        real = 0
+        for i in sorted(range(len(texts)), key=lambda i: lengths[i]):
+            width = lengths[i]  # the longest so far: the batch's width if i joins
+            if current and (len(current) >= max_size or width * (len(current) + 1) > (1 + max_padding) * (real + width)):
+                batches.append(current)
+                current, real = [], 0
+            current.append(i)
+            real += lengths[i]
+        if current:
+            batches.append(current)
+        return batches
+
     def _request_ids(self, prepared: _Prepared, text: str, context: str) -> list[int]:
         return self._ids(prepared.parts.request(text, context))
 

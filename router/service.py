@@ -109,9 +109,7 @@ class RouterService:
         k = self.settings.shots if shots is None else shots
         results: list[Routing | None] = [None] * len(clean)
         size = batch_size or self.settings.batch_size
-        order = sorted(range(len(clean)), key=lambda i: len(clean[i]))  # similar lengths together: less padding
-        for start in range(0, len(order), size):
-            indices = order[start : start + size]
+        for indices in self.engine.plan_batches(clean, size):  # similar token lengths together: little padding
             chunk = [clean[i] for i in indices]
             groundings = self._ground(chunk, rag, precedents, exclude_self)
             contexts = [g.context for g in groundings] if groundings else None

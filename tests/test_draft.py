@@ -64,3 +64,16 @@ def test_caching_the_prompts_fixed_start_changes_no_answer(tiny_base, tiny_train
         assert a.input_tokens == b.input_tokens, "the cached start still counts as input"
         for name in DEPARTMENTS:
             assert a.confidence[name] == pytest.approx(b.confidence[name], abs=1e-4)
+
+
+def test_batches_group_similar_lengths_and_keep_padding_small(tiny_base):
+    engine = Engine(tiny_base)
+    texts = ["short one"] * 5 + ["a much longer complaint about a fridge that stopped cooling after a week " * 3] * 4
+    texts += ["medium length complaint about a late parcel and a rude agent"] * 6
+    batches = engine.plan_batches(texts, max_size=4)
+    assert sorted(i for b in batches for i in b) == list(range(len(texts))), "every complaint exactly once"
+    assert all(len(b) <= 4 for b in batches)
+    lengths = [len(engine._ids(t)) for t in texts]
+    for batch in batches:
+        widths = [lengths[i] for i in batch]
+        assert len(batch) == 1 or max(widths) * len(batch) <= 1.15 * sum(widths), "little padding in a batch"
