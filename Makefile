@@ -37,7 +37,7 @@ eval: install
 
 # How the shipped artifacts were produced (see README):
 tune-default: install
-	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints --dev data/dev.jsonl --version smollm2-complaints-r2
+	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints --dev data/dev.jsonl --version smollm2-complaints-r3
 
 tune-v2: install
 	$(BIN)/triage tune --data data/complaints_v2.jsonl --out router/artifacts/smollm2-complaints-v2 --dev data/dev.jsonl --version smollm2-complaints-v2

@@ -44,7 +44,7 @@ class TuningConfig(BaseModel):
     num_virtual_tokens: int = Field(20, ge=1, le=200, description="Length of the learned prompt/prefix.")
     batch_size: int = Field(16, ge=1, le=16, description="Examples per forward pass (watsonx: 1-16).")
     accumulation_steps: int = Field(1, ge=1, le=128, description="Batches whose gradients add up to one update (watsonx: 1-128).")
-    epochs: int = Field(4, ge=1, le=50, description="Passes over the training set (watsonx: 1-50).")
+    epochs: int = Field(3, ge=1, le=50, description="Passes over the training set (watsonx: 1-50).")
     learning_rate: float = Field(
         DEFAULT_LR["lora"], gt=0.0,
         description="Peak learning rate (watsonx: 0.01-0.5 for prompt and prefix tuning, default 0.3 and 0.03; "
