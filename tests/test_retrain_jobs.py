@@ -71,7 +71,7 @@ def test_retrain_follow_runs_the_job_to_a_registered_version(env):
     job = job_row(engine, 1)
     assert job.state == "succeeded" and job.who.startswith("cli:")
     out = result.output
-    assert "started tuning job 1" in out and "job 1 running: training" in out
+    assert "started tuning job 1" in out and "job 1 running:" in out  # which phases show depends on the poll timing
     assert f"{job.version} registered as" in out and "dev" in out and "holdout" in out
     path = Path(job.result["artifact_path"])
     assert path == settings.models_dir / job.version and (path / "provenance.jsonl").is_file()

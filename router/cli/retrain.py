@@ -10,6 +10,7 @@ import click
 
 from router.cli.common import get_settings
 from router.cli.db import db_errors
+from router.cli.tune import _default
 
 POLL_S = 0.5
 
@@ -84,17 +85,17 @@ def _follow(engine, settings, job_id: int) -> int:
 
 
 @click.command()
-@click.option("--method", type=click.Choice(["prompt", "prefix", "lora"]), default=None, help="Default prefix.")
+@click.option("--method", type=click.Choice(["prompt", "prefix", "lora"]), default=None, help=f"Default {_default('method')}.")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
-@click.option("--num-virtual-tokens", type=int, default=None, help="Length of the soft prompt (1-200, default 20).")
-@click.option("--batch-size", type=int, default=None, help="1-16 (default 16).")
-@click.option("--epochs", type=int, default=None, help="1-50 (default 6).")
+@click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
+@click.option("--batch-size", type=int, default=None, help=f"1-16 (default {_default('batch_size')}).")
+@click.option("--epochs", type=int, default=None, help=f"1-50 (default {_default('epochs')}).")
 @click.option("--learning-rate", type=float, default=None, help="0.01-0.5 for prompt/prefix, 0.00001-0.01 for LoRA.")
-@click.option("--accumulation-steps", type=int, default=None, help="1-128 (default 1).")
+@click.option("--accumulation-steps", type=int, default=None, help=f"1-128 (default {_default('accumulation_steps')}).")
 @click.option("--val-fraction", type=float, default=None, help="Share held out to pick the best epoch (0-0.5).")
 @click.option("--patience", "early_stopping_patience", type=int, default=None, help="Early-stopping patience in epochs.")
-@click.option("--lora-rank", type=int, default=None, help="LoRA rank (1-128, default 8).")
-@click.option("--lora-alpha", type=int, default=None, help="LoRA scaling numerator (1-512, default 16).")
+@click.option("--lora-rank", type=int, default=None, help=f"LoRA rank (1-128, default {_default('lora_rank')}).")
+@click.option("--lora-alpha", type=int, default=None, help=f"LoRA scaling numerator (1-512, default {_default('lora_alpha')}).")
 @click.option("--seed", type=int, default=None)
 @click.option("--base-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Training file the corrections are applied to (default: TRIAGE_SHOTS_FILE or data/complaints.jsonl).")

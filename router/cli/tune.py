@@ -14,7 +14,7 @@ from router.dataset import load_examples
 from tuning.config import DEFAULT_LR, TuningConfig
 
 
-def _default(name: str):
+def _default(name: str):  # shared with `triage retrain`
     """A tuning parameter's default, from the one typed config (help texts never drift from it)."""
     return TuningConfig.model_fields[name].get_default(call_default_factory=False)
 
