@@ -30,7 +30,8 @@ def _decide(probabilities: np.ndarray) -> list[list[str]]:
 class OneVsRest:
     def __init__(self, featurize, fit_featurizer=None):
         self.featurize, self.fit_featurizer = featurize, fit_featurizer
-        self.models = []
+        self.coef = np.zeros((len(DEPARTMENTS), 0))  # [departments, features], one logistic regression per row
+        self.bias = np.zeros(len(DEPARTMENTS))
 
     def fit(self, examples: Sequence[Example]) -> "OneVsRest":
         from sklearn.linear_model import LogisticRegression
@@ -38,19 +39,16 @@ class OneVsRest:
         texts = [ex.input for ex in examples]
         features = self.fit_featurizer(texts) if self.fit_featurizer else self.featurize(texts)
         targets = _targets(examples)
-        self.models = []
-        for column in range(len(DEPARTMENTS)):
-            model = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced")
-            model.fit(features, targets[:, column])
-            self.models.append(model)
+        models = [LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced").fit(features, targets[:, column])
+                  for column in range(len(DEPARTMENTS))]
+        self.coef = np.vstack([m.coef_ for m in models])
+        self.bias = np.array([m.intercept_[0] for m in models])
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """P(department) per text: the binary models' sigmoid, computed as one product for all seven."""
         features = self.featurize(list(texts))
-        coef = np.vstack([m.coef_ for m in self.models])  # [departments, features]
-        bias = np.array([m.intercept_[0] for m in self.models])
-        return 1.0 / (1.0 + np.exp(-(np.asarray(features @ coef.T) + bias)))
+        return 1.0 / (1.0 + np.exp(-(np.asarray(features @ self.coef.T) + self.bias)))
 
     def predict(self, texts: Sequence[str]) -> list[list[str]]:
         return _decide(self.predict_proba(texts))

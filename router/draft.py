@@ -22,7 +22,7 @@ from router.dataset import Example
 
 log = logging.getLogger(__name__)
 
-_FORMAT = "tfidf-draft-1"
+_FORMAT = "tfidf-draft-2"  # bump when the pickled classifier changes shape
 
 
 class Draft:
