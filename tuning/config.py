@@ -86,17 +86,25 @@ class TuningConfig(BaseModel):
         return self
 
 
+def field_range(name: str) -> tuple[float | None, float | None]:
+    """A parameter's accepted (low, high), from its declared bounds (None where unbounded)."""
+    metadata = {type(m).__name__: m for m in TuningConfig.model_fields[name].metadata}
+    return getattr(metadata.get("Ge"), "ge", None), getattr(metadata.get("Le"), "le", None)
+
+
+def field_default(name: str):
+    """A parameter's declared default (help texts and forms read it here, so they never drift)."""
+    return TuningConfig.model_fields[name].get_default(call_default_factory=False)
+
+
 def describe_error(error: ValidationError) -> str:
     """One line per bad parameter, naming it and the accepted range."""
     lines = []
     for item in error.errors():
         name = ".".join(str(part) for part in item["loc"]) or "parameters"
-        field = TuningConfig.model_fields.get(name)
         rule = ""
-        if field is not None:
-            bounds = {type(m).__name__: m for m in field.metadata}
-            low = getattr(bounds.get("Ge"), "ge", None)
-            high = getattr(bounds.get("Le"), "le", None)
+        if name in TuningConfig.model_fields:
+            low, high = field_range(name)
             if low is not None and high is not None:
                 rule = f" (allowed range {low} to {high})"
         lines.append(f"{name}: {item['msg']}{rule}")

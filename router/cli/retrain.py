@@ -10,7 +10,7 @@ import click
 
 from router.cli.common import get_settings
 from router.cli.db import db_errors
-from router.cli.tune import _default
+from tuning.config import field_default as _default
 
 POLL_S = 0.5
 

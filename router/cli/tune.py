@@ -11,12 +11,7 @@ import click
 from router.cli.common import get_settings
 from router.service import RouterService
 from router.dataset import load_examples
-from tuning.config import DEFAULT_LR, TuningConfig
-
-
-def _default(name: str):  # shared with `triage retrain`
-    """A tuning parameter's default, from the one typed config (help texts never drift from it)."""
-    return TuningConfig.model_fields[name].get_default(call_default_factory=False)
+from tuning.config import DEFAULT_LR, field_default as _default
 
 
 def _progress_printer(stream):

@@ -9,14 +9,9 @@ from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.widgets import Input, Label, Select
 
-from tuning.config import TuningConfig, describe_error
+from tuning.config import TuningConfig, describe_error, field_range
 
 SKIPPED = {"init_text"}  # free text; the business instruction is the sensible default
-
-
-def field_range(name: str) -> tuple[float | None, float | None]:
-    metadata = {type(m).__name__: m for m in TuningConfig.model_fields[name].metadata}
-    return getattr(metadata.get("Ge"), "ge", None), getattr(metadata.get("Le"), "le", None)
 
 
 SHORT_NAMES = {"early_stopping_patience": "early stop patience"}
