@@ -275,5 +275,5 @@ class Seq2SeqStepper:
         return out.logits[0]
 
     @torch.no_grad()
-    def feed(self, pending: dict[int, Feed], take_back: dict[int, int] | None = None) -> dict[int, Logits]:
+    def feed(self, pending: dict[int, Feed]) -> dict[int, Logits]:
         return {i: self._decode(self.states[i], tokens) for i, tokens in pending.items()}

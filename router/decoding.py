@@ -23,13 +23,19 @@ Logits = torch.Tensor
 
 
 class Stepper(Protocol):
-    """A model with a (prefix) cache that can be fed tokens, many sequences at once."""
+    """A model with a (prefix) cache that can be fed tokens, many sequences at once.
+
+    A stepper whose `speculates` is true also takes draft tokens in `start` (prefilled after
+    each request; their logits follow the request's) and `take_back` counts in `feed`.
+    """
+
+    speculates: bool
 
     def start(self, requests: Sequence[Sequence[int]]) -> list[Logits]:
-        """Prefill each request; logits at each request's last token."""
+        """Prefill each request; logits at each request's last token ([1, vocab], or [vocab])."""
 
     def feed(self, pending: dict[int, Feed]) -> dict[int, Logits]:
-        """Append tokens to some sequences; logits at every fed position ([len, vocab])."""
+        """Append tokens to the pending sequences; logits at every fed position ([len, vocab])."""
 
 
 @dataclass
@@ -151,7 +157,7 @@ def decode_batch(
     the draft's tokens are prefilled with the prompt and accepted as far as the model's own
     choices agree: the result is exactly the non-speculative one, in fewer forward passes.
     """
-    speculate = drafts is not None and getattr(stepper, "speculates", False)
+    speculate = drafts is not None and stepper.speculates
     draft_ids = [codec.draft_ids(d) for d in drafts] if speculate else [[] for _ in requests]
     firsts = stepper.start(requests, draft_ids) if speculate else stepper.start(requests)
     sequences = []

@@ -43,6 +43,7 @@ class Engine:
         self.draft = draft  # proposes answers for the model to verify (speed only; see router.draft)
         self.tokenizer = base.tokenizer
         self.codec = LabelCodec.for_tokenizer(base.tokenizer)
+        self.answer_tokens = self.codec.token_ids  # the only LM-head rows the decoder reads
         self.shots_pool = list(shots_pool)
         self.threshold = threshold
         self._prepared: dict[tuple, _Prepared] = {}
@@ -100,7 +101,7 @@ class Engine:
         if self.base.is_seq2seq:
             soft = prepared.soft_prompt.embeds if prepared.soft_prompt is not None else None
             return Seq2SeqStepper(self._model_for(prepared), soft, pad)
-        return CausalStepper(self._model_for(prepared), prepared.prefix, pad, allowed=self.codec.token_ids)
+        return CausalStepper(self._model_for(prepared), prepared.prefix, pad, allowed=self.answer_tokens)
 
     def _model_for(self, prepared: _Prepared):
         soft = prepared.soft_prompt

@@ -19,6 +19,8 @@ from router.prompting import tuned_prompt
 
 
 class UncachedStepper:
+    speculates = False
+
     def __init__(self, forward):
         self.forward = forward  # ids [1, L] -> logits [L, vocab] for the text positions
         self.sequences: list[list[int]] = []
