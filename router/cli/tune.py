@@ -62,7 +62,7 @@ def tune(data_path, out_path, dev_path, version, **params):
     from pydantic import ValidationError
 
     from tuning.artifacts import build_metadata, save_artifact, update_metadata
-    from tuning.config import describe_error
+    from tuning.config import TuningConfig, describe_error
     from tuning.plots import loss_png, loss_terminal
     from tuning.train import train
 
