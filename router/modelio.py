@@ -209,6 +209,8 @@ def load_base_model(settings: Settings) -> BaseModel:
 
     hf_logging.disable_progress_bar()  # our own messages say what is slow; no bars in CLI output
     base = _load_embedded(settings) if settings.base_model == EMBEDDED_MODEL else _load_hf(settings)
+    if settings.attention != "auto":
+        base.model.set_attn_implementation(settings.attention)
     base.model.eval()
     base.model.requires_grad_(False)
     base.model = apply_precision(base.model, settings.precision)
