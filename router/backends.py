@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from router.decoding import Feed, Logits
 
@@ -109,6 +110,14 @@ def extend_prefix(model, prefix: PrefixCache, ids: Sequence[int]) -> PrefixCache
     return PrefixCache.from_cache(out.past_key_values)
 
 
+def _pad_columns(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """`t` with zeros appended along `dim` (-1 or -2) up to `width`."""
+    missing = width - t.shape[dim]
+    if not missing:
+        return t
+    return torch.nn.functional.pad(t, (0, missing) if dim == -1 else (0, 0, 0, missing))
+
+
 def _float_dtype(model) -> torch.dtype | None:
     """The dtype the model computes keys/values in (None when it does not say)."""
     dtype = getattr(model, "dtype", None)
@@ -197,7 +206,7 @@ class CausalStepper:
         reads = [list(range(len(r) - 1, len(r) + len(d))) for r, d in zip(requests, drafts)]
         return self._forward(rows, [len(r) for r in rows], reads)
 
-    def _keep_rows(self, keep: list[int]) -> None:
+    def keep_rows(self, keep: list[int]) -> None:
         """Drop finished sequences from the batch (their cache rows cost compute on every step)."""
         if keep == self.ids:
             return
@@ -208,6 +217,27 @@ class CausalStepper:
         self.next_pos = [self.next_pos[r] for r in rows]
         self.columns = [self.columns[r] for r in rows]
         self.ids = list(keep)
+
+    @property
+    def can_absorb(self) -> bool:
+        """Whether rows of another stepper can join this one: a cache whose columns may be padded."""
+        layers = getattr(self.cache, "layers", None)
+        return self.mask is not None and bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+    def absorb(self, other: "CausalStepper", offset: int) -> None:
+        """Take in `other`'s rows (same model and prefix), their ids shifted by `offset`.
+
+        Both caches are padded to the longer one's columns with masked-out zeros; positions and
+        accepted columns stay each row's own, so every row attends to exactly what it did before.
+        """
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([_pad_columns(mine.keys, width, -2), _pad_columns(theirs.keys, width, -2)])
+            mine.values = torch.cat([_pad_columns(mine.values, width, -2), _pad_columns(theirs.values, width, -2)])
+        self.mask = torch.cat([_pad_columns(self.mask, width, -1), _pad_columns(other.mask, width, -1)])
+        self.next_pos += other.next_pos
+        self.columns += other.columns
+        self.ids += [i + offset for i in other.ids]
 
     def _take_back(self, row: int, count: int) -> None:
         """Forget the last `count` accepted tokens of a row (a rejected draft): masked, positions reused."""
@@ -222,7 +252,7 @@ class CausalStepper:
 
         `take_back[i]` tokens at the end of sequence i are withdrawn first.
         """
-        self._keep_rows(sorted(pending))
+        self.keep_rows(sorted(pending))
         for i, count in (take_back or {}).items():
             if count:
                 self._take_back(self.ids.index(i), count)

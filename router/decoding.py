@@ -11,7 +11,7 @@ confidence comes from the same steps (see ``Decoded.confidence``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generator, Protocol, Sequence
+from typing import Callable, Generator, Iterable, Iterator, Protocol, Sequence
 
 import torch
 
@@ -26,7 +26,10 @@ class Stepper(Protocol):
     """A model with a (prefix) cache that can be fed tokens, many sequences at once.
 
     A stepper whose `speculates` is true also takes draft tokens in `start` (prefilled after
-    each request; their logits follow the request's) and `take_back` counts in `feed`.
+    each request; their logits follow the request's) and `take_back` counts in `feed`. One
+    whose `can_absorb` is true also has `keep_rows(ids)` (drop every other row) and
+    `absorb(other, offset)` (take in another stepper's rows, their ids shifted by `offset`),
+    so that unfinished sequences of several batches can share forward passes.
     """
 
     speculates: bool
@@ -148,6 +151,99 @@ def _split_first(logits: Logits) -> tuple[Logits, Logits]:
     return logits[0], logits[1:]
 
 
+Key = tuple[int, int]  # (batch, row) of a sequence in decode_batches
+
+
+class _Running:
+    """Sequences decoding over one stepper: each step feeds every pending sequence at once."""
+
+    def __init__(self, stepper: Stepper):
+        self.stepper = stepper
+        self.sequences: dict[int, _Sequence] = {}  # by the stepper's row id
+        self.keys: dict[int, Key] = {}
+        self.pending: dict[int, Feed] = {}
+        self.take_back: dict[int, int] = {}
+        self.next_id = 0
+
+    @classmethod
+    def start(cls, stepper: Stepper, codec: LabelCodec, batch: int, requests, drafts) -> tuple["_Running", list]:
+        """Prefill a batch (with its drafts where the stepper speculates); finished results come back at once."""
+        running = cls(stepper)
+        speculate = drafts is not None and stepper.speculates
+        draft_ids = [codec.draft_ids(d) for d in drafts] if speculate else [[] for _ in requests]
+        firsts = stepper.start(requests, draft_ids) if speculate else stepper.start(requests)
+        for row, (logits, draft) in enumerate(zip(firsts, draft_ids)):
+            first, ahead = _split_first(logits)
+            running.sequences[row] = _Sequence(decide(codec, first), list(draft), ahead)
+            running.keys[row] = (batch, row)
+        running.next_id = len(requests)
+        return running, list(running._send({row: None for row in range(len(requests))}))
+
+    def _send(self, values: dict) -> Iterator[tuple[Key, Decoded]]:
+        for i, value in values.items():
+            step = self.sequences[i].advance(value)
+            if isinstance(step, Decoded):
+                del self.sequences[i]
+                yield self.keys.pop(i), step
+            else:
+                self.pending[i] = step
+                self.take_back[i] = self.sequences[i].withdraw()
+
+    def step(self) -> Iterator[tuple[Key, Decoded]]:
+        pending, take_back = self.pending, self.take_back
+        self.pending, self.take_back = {}, {}
+        outputs = self.stepper.feed(pending, take_back) if self.stepper.speculates else self.stepper.feed(pending)
+        yield from self._send(outputs)
+
+    def finish(self) -> Iterator[tuple[Key, Decoded]]:
+        while self.pending:
+            yield from self.step()
+
+    def absorb(self, other: "_Running") -> None:
+        """Take over `other`'s unfinished sequences (their stepper rows move into this stepper)."""
+        offset = self.next_id
+        self.stepper.keep_rows(sorted(self.pending))
+        other.stepper.keep_rows(sorted(other.pending))
+        self.stepper.absorb(other.stepper, offset)
+        for name in ("sequences", "keys", "pending", "take_back"):
+            getattr(self, name).update({i + offset: v for i, v in getattr(other, name).items()})
+        self.next_id += other.next_id
+
+
+def decode_batches(
+    open_stepper: Callable[[], Stepper],
+    codec: LabelCodec,
+    batches: Iterable[tuple[Sequence[Sequence[int]], Sequence[Sequence[str]] | None]],
+    carry_rows: int = 0,
+) -> Iterator[tuple[Key, Decoded]]:
+    """Decode batches of (requests, drafts) one after another; yields ((batch, row), result) as each finishes.
+
+    With `carry_rows` and steppers that can `absorb` one another, the sequences a batch's prefill
+    (and draft) did not finish wait in a carry batch, and the carry takes its follow-up steps only
+    once it holds `carry_rows` sequences or the batches run out: a follow-up step costs a read of
+    every weight however few sequences it feeds, so several batches share each one. Results are
+    those of decoding each batch alone.
+    """
+    carry: _Running | None = None
+    for b, (requests, drafts) in enumerate(batches):
+        running, finished = _Running.start(open_stepper(), codec, b, requests, drafts)
+        yield from finished
+        if not running.pending:
+            continue
+        if not (carry_rows and getattr(running.stepper, "can_absorb", False)):
+            yield from running.finish()
+            continue
+        if carry is None:
+            carry = running
+        else:
+            carry.absorb(running)
+        if len(carry.pending) >= carry_rows:
+            yield from carry.finish()
+            carry = None
+    if carry is not None:
+        yield from carry.finish()
+
+
 def decode_batch(
     stepper: Stepper, codec: LabelCodec, requests: Sequence[Sequence[int]], drafts: Sequence[Sequence[str]] | None = None
 ) -> list[Decoded]:
@@ -157,27 +253,5 @@ def decode_batch(
     the draft's tokens are prefilled with the prompt and accepted as far as the model's own
     choices agree: the result is exactly the non-speculative one, in fewer forward passes.
     """
-    speculate = drafts is not None and stepper.speculates
-    draft_ids = [codec.draft_ids(d) for d in drafts] if speculate else [[] for _ in requests]
-    firsts = stepper.start(requests, draft_ids) if speculate else stepper.start(requests)
-    sequences = []
-    for logits, draft in zip(firsts, draft_ids):
-        first, ahead = _split_first(logits)
-        sequences.append(_Sequence(decide(codec, first), list(draft), ahead))
-    results: dict[int, Decoded] = {}
-    pending: dict[int, Feed] = {}
-    value_for: dict[int, object] = {i: None for i in range(len(requests))}
-    while value_for:
-        take_back: dict[int, int] = {}
-        for i, value in value_for.items():
-            step = sequences[i].advance(value)
-            if isinstance(step, Decoded):
-                results[i] = step
-            else:
-                pending[i] = step
-                take_back[i] = sequences[i].withdraw()
-        if not pending:
-            break
-        outputs = stepper.feed(pending, take_back) if speculate else stepper.feed(pending)
-        value_for, pending = dict(outputs), {}
+    results = {row: decoded for (_, row), decoded in decode_batches(lambda: stepper, codec, [(requests, drafts)])}
     return [results[i] for i in range(len(requests))]

@@ -13,7 +13,7 @@ from router.artifact import SoftPrompt
 from router.backends import CausalStepper, PrefixCache, Seq2SeqStepper, extend_prefix, text_prefix_cache
 from router.codec import LabelCodec
 from router.dataset import Example
-from router.decoding import Decoded, decode_batch
+from router.decoding import Decoded, decode_batches
 from router.draft import Draft
 from router.modelio import BaseModel
 from router.prompting import PromptParts, instructed_prompt, pick_shots, tuned_prompt
@@ -116,26 +116,53 @@ class Engine:
         soft_prompt: SoftPrompt | None = None,
         contexts: Sequence[str] | None = None,
     ) -> list[Routing]:
-        """Route texts together in one batch; latency is the batch's wall time."""
+        """Route texts together in one batch."""
+        return self.route_batches([texts], strategy, shots=shots, soft_prompt=soft_prompt, contexts=[contexts])[0]
+
+    def route_batches(
+        self,
+        batches: Sequence[Sequence[str]],
+        strategy: str = "tuned",
+        *,
+        shots: int = 3,
+        soft_prompt: SoftPrompt | None = None,
+        contexts: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[list[Routing]]:
+        """Route batches of texts one after another (see decode_batches: unfinished sequences of
+        several batches share their follow-up forward passes).
+
+        A routing's latency runs from the start of its batch's prefill to its answer.
+        """
         prepared = self._prepare(strategy, shots, soft_prompt)
-        contexts = contexts or [""] * len(texts)
-        requests = [self._request_ids(prepared, text, ctx) for text, ctx in zip(texts, contexts)]
+        contexts = contexts or [None] * len(batches)
+        contexts = [list(c) if c else [""] * len(texts) for texts, c in zip(batches, contexts)]
+        requests = [[self._request_ids(prepared, t, c) for t, c in zip(texts, ctx)] for texts, ctx in zip(batches, contexts)]
         head = prepared.head_ids
-        if prepared.with_head is not None and all(r[: len(head)] == head and len(r) > len(head) for r in requests):
-            prepared, requests = prepared.with_head, [r[len(head) :] for r in requests]
-        drafts = self.draft.propose(texts) if self.draft is not None and not self.base.is_seq2seq else None
+        if prepared.with_head is not None and all(r[: len(head)] == head and len(r) > len(head) for b in requests for r in b):
+            prepared, requests = prepared.with_head, [[r[len(head) :] for r in b] for b in requests]
+        if self.base.is_seq2seq and prepared.prefix_ids:
+            requests = [[prepared.prefix_ids + r for r in b] for b in requests]
+        drafts = [self.draft.propose(texts) if self.draft is not None and not self.base.is_seq2seq else None
+                  for texts in batches]
+        started: dict[int, float] = {}
+
+        def timed():
+            for b, pair in enumerate(zip(requests, drafts)):
+                started[b] = time.perf_counter()
+                yield pair
+
+        decoded: dict[tuple[int, int], tuple[Decoded, float]] = {}
         with self._lock, torch.inference_mode():
-            started = time.perf_counter()
-            if self.base.is_seq2seq and prepared.prefix_ids:
-                requests = [prepared.prefix_ids + r for r in requests]
-            decoded = decode_batch(self._stepper(prepared), self.codec, requests, drafts)
-            elapsed = (time.perf_counter() - started) * 1000
+            carry = max((len(b) for b in batches), default=0)
+            for key, result in decode_batches(lambda: self._stepper(prepared), self.codec, timed(), carry):
+                decoded[key] = result, (time.perf_counter() - started[key[0]]) * 1000
         prefix_tokens = 0 if self.base.is_seq2seq else len(prepared.prefix_ids)
         virtual = prepared.soft_prompt.num_virtual_tokens if prepared.soft_prompt else 0
         version = prepared.soft_prompt.version if prepared.soft_prompt else None
         return [
-            self._routing(d, strategy, prefix_tokens + len(r), elapsed, virtual, version, bool(c))
-            for d, r, c in zip(decoded, requests, contexts)
+            [self._routing(*decoded[b, row], strategy, prefix_tokens + len(r), virtual, version, bool(c))
+             for row, (r, c) in enumerate(zip(batch_requests, batch_contexts))]
+            for b, (batch_requests, batch_contexts) in enumerate(zip(requests, contexts))
         ]
 
     def plan_batches(self, texts: Sequence[str], max_size: int, max_padding: float = 0.15) -> list[list[int]]:
@@ -163,7 +190,7 @@ class Engine:
     def _request_ids(self, prepared: _Prepared, text: str, context: str) -> list[int]:
         return self._ids(prepared.parts.request(text, context))
 
-    def _routing(self, d: Decoded, strategy, input_tokens, elapsed, virtual, version, rag) -> Routing:
+    def _routing(self, d: Decoded, elapsed, strategy, input_tokens, virtual, version, rag) -> Routing:
         low = min(d.confidence[name] for name in d.departments) < self.threshold
         return Routing(
             departments=d.departments,

@@ -109,12 +109,13 @@ class RouterService:
         k = self.settings.shots if shots is None else shots
         results: list[Routing | None] = [None] * len(clean)
         size = batch_size or self.settings.batch_size
-        for indices in self.engine.plan_batches(clean, size):  # similar token lengths together: little padding
-            chunk = [clean[i] for i in indices]
-            groundings = self._ground(chunk, rag, precedents, exclude_self)
-            contexts = [g.context for g in groundings] if groundings else None
-            routed = self.engine.route_batch(chunk, strategy, shots=k, soft_prompt=soft, contexts=contexts)
-            for i, routing, grounding in zip(indices, routed, groundings or [None] * len(routed)):
+        plan = self.engine.plan_batches(clean, size)  # similar token lengths together: little padding
+        chunks = [[clean[i] for i in indices] for indices in plan]
+        groundings = [self._ground(chunk, rag, precedents, exclude_self) for chunk in chunks]
+        contexts = [[g.context for g in grounded] if grounded else None for grounded in groundings]
+        routed = self.engine.route_batches(chunks, strategy, shots=k, soft_prompt=soft, contexts=contexts)
+        for indices, batch, grounded in zip(plan, routed, groundings):
+            for i, routing, grounding in zip(indices, batch, grounded or [None] * len(batch)):
                 if grounding is not None:
                     routing.passages = grounding.passages
                 results[i] = routing

@@ -118,3 +118,68 @@ def test_speculative_draft_changes_nothing_but_the_number_of_forward_passes(toke
             for name in DEPARTMENTS:
                 assert a.confidence[name] == pytest.approx(b.confidence[name], abs=1e-4)
             assert a.generated_tokens == b.generated_tokens
+
+
+def test_batches_share_follow_up_steps_and_answer_as_if_decoded_alone(tokenizer):
+    """Unfinished sequences of several batches (of different widths) wait in one carry batch."""
+    from router.backends import text_prefix_cache
+    from router.decoding import decode_batches
+
+    codec = LabelCodec.for_tokenizer(tokenizer)
+    base = make_tiny_base(tokenizer, seed=6)  # answers of 1-3 departments: several steps
+    prefix = text_prefix_cache(base.model, tokenizer("Route complaints.\n", add_special_tokens=False)["input_ids"])
+    batches = [["lamp broken", "two chairs missing and the box was crushed and nobody on the phone could help"],
+               ["coupon refused"],
+               ["the ad showed a blue one", "drill stopped after a week, I want a replacement", "late again"]]
+    requests = [[tokenizer(t + "\nDepartments:", add_special_tokens=False)["input_ids"] for t in b] for b in batches]
+    drafts = [[["Marketing"], ["Warehouse", "Packaging"]], [list(DEPARTMENTS)], [[], ["Service"], ["Planning"]]]
+    calls: list[int] = []
+
+    def open_stepper():
+        stepper = CausalStepper(base.model, prefix, tokenizer.pad_token_id, allowed=codec.token_ids)
+        calls.append(0)
+        counted = _counting(stepper)
+        calls[-1] = counted  # type: ignore[call-overload]
+        return stepper
+
+    def forwards():
+        return sum(len(c) for c in calls)  # type: ignore[arg-type]
+
+    alone = {}
+    for b, (reqs, drs) in enumerate(zip(requests, drafts)):
+        alone.update({(b, r): d for (_, r), d in decode_batches(open_stepper, codec, [(reqs, drs)])})
+    alone_forwards, calls[:] = forwards(), []
+    shared = dict(decode_batches(open_stepper, codec, list(zip(requests, drafts)), carry_rows=8))
+    assert shared.keys() == alone.keys()
+    for key, decoded in shared.items():
+        assert decoded.departments == alone[key].departments
+        for name in DEPARTMENTS:
+            assert decoded.confidence[name] == pytest.approx(alone[key].confidence[name], abs=1e-6)
+    assert forwards() < alone_forwards, "the batches' follow-up steps are shared"
+
+
+def test_absorbed_rows_see_exactly_what_they_saw_before(tokenizer):
+    """Rows moved into another stepper (different cache widths) get the logits they would have got alone."""
+    from router.backends import text_prefix_cache
+
+    base = make_tiny_base(tokenizer, seed=8)
+    prefix = text_prefix_cache(base.model, tokenizer("Route complaints.\n", add_special_tokens=False)["input_ids"])
+
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def stepper(requests):
+        s = CausalStepper(base.model, prefix, tokenizer.pad_token_id)
+        s.start([ids(r) for r in requests])
+        return s
+
+    short, long = ["lamp broken", "late"], ["two chairs missing and the box was crushed, nobody answered the phone"]
+    feeds = {0: ids(" Service,"), 1: ids(" Warehouse")}
+    alone = [stepper(short).feed(feeds), stepper(long).feed({0: ids(" L3,")})]
+    carry, other = stepper(short), stepper(long)
+    assert carry.can_absorb
+    carry.absorb(other, offset=10)
+    together = carry.feed({**feeds, 10: ids(" L3,")})
+    for row in (0, 1):
+        torch.testing.assert_close(together[row], alone[0][row], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together[10], alone[1][0], atol=1e-5, rtol=1e-5)

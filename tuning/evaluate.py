@@ -12,6 +12,7 @@ from tuning.baselines import BASELINES, run_baseline
 from tuning.metrics import percentile, routing_metrics
 
 ALL_STRATEGIES = STRATEGIES + BASELINES
+PROGRESS_BATCHES = 4  # batches routed per progress report (they share follow-up forward passes)
 
 
 @dataclass
@@ -41,17 +42,20 @@ def evaluate_lm(service, strategy: str, examples: Sequence[Example], *, batch_si
                 precedents: bool = False, shots: int | None = None,
                 on_progress: Callable[[int, int], None] | None = None) -> StrategyReport:
     predictions, inputs, generated, latencies = [], [], [], []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
+    step = batch_size * PROGRESS_BATCHES
+    for start in range(0, len(examples), step):
+        chunk = examples[start : start + step]
+        began = time.perf_counter()
         routed = service.route_many([ex.input for ex in chunk], strategy, shots=shots, rag=rag, precedents=precedents,
                                     exclude_self=True, batch_size=batch_size)
+        amortized = (time.perf_counter() - began) * 1000 / len(chunk)
         for r in routed:
             predictions.append(r.departments)
             inputs.append(r.input_tokens)
             generated.append(r.generated_tokens)
-            latencies.append(r.latency_ms / len(chunk))
+            latencies.append(r.latency_ms if batch_size == 1 else amortized)
         if on_progress:
-            on_progress(min(start + batch_size, len(examples)), len(examples))
+            on_progress(min(start + step, len(examples)), len(examples))
     metrics = routing_metrics([ex.departments for ex in examples], predictions)
     name = strategy + ("+rag" if rag else "") + ("+precedents" if precedents else "")
     extra = {"latency_mode": "single" if batch_size == 1 else f"batched x{batch_size}, amortized per complaint"}
