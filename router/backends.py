@@ -190,7 +190,8 @@ class CausalStepper:
         rows_idx = torch.tensor([i for i, r in enumerate(reads) for _ in r], dtype=torch.long)
         cols_idx = torch.tensor([p for r in reads for p in r], dtype=torch.long)
         logits = self._logits(out.last_hidden_state[rows_idx, cols_idx])
-        return list(torch.split(logits, [len(r) for r in reads]))
+        # each sequence gets its own storage: one waiting in a carry batch must not keep its whole batch's logits
+        return [part.clone() for part in torch.split(logits, [len(r) for r in reads])]
 
     @torch.no_grad()
     def start(self, requests: Sequence[Sequence[int]], drafts: Sequence[Sequence[int]] | None = None) -> list[Logits]:
