@@ -1,0 +1,53 @@
+"""Tickets, routings, corrections and model versions: the logic the API and the console share.
+
+Every function takes an open ``sqlmodel.Session`` (see ``router.db.session_scope``)
+and commits what it writes; none of them knows about HTTP. Errors:
+``InvalidInput`` (bad value, names the field), ``NotFound``, ``Conflict``; routing
+raises ``router.service.InputError`` for bad complaint text.
+
+``Store`` / ``open_store(settings)`` wrap these for callers that hold no session
+(the terminal console). Callers use the names below (``from router import store``);
+the modules hold one idea each: errors, tickets, intake, corrections, models, facade.
+"""
+
+from router.store.corrections import (
+    ReviewItem,
+    accept_routing,
+    add_correction,
+    mark_corrections_used,
+    review_queue,
+    share_precedent,
+    untrained_corrections,
+)
+from router.store.errors import Conflict, InvalidInput, NotFound, StoreError, add_unique, json_safe
+from router.store.facade import Store, open_store, ping
+from router.store.intake import INTAKE_ATTEMPTS, IntakeResult, intake, request_hash
+from router.store.models import (
+    active_model_version,
+    get_model_version,
+    list_model_versions,
+    promote,
+    register_model_version,
+    rollback,
+)
+from router.store.tickets import (
+    MAX_PAGE,
+    add_routing,
+    check_department,
+    create_ticket_with_routing,
+    decode_cursor,
+    encode_cursor,
+    get_ticket,
+    get_ticket_by_external_id,
+    list_tickets,
+    ticket_public,
+)
+
+__all__ = [
+    "INTAKE_ATTEMPTS", "MAX_PAGE", "Conflict", "IntakeResult", "InvalidInput", "NotFound", "ReviewItem", "Store",
+    "StoreError", "accept_routing", "active_model_version", "add_correction", "add_routing", "add_unique",
+    "check_department", "create_ticket_with_routing", "decode_cursor", "encode_cursor", "get_model_version",
+    "get_ticket", "get_ticket_by_external_id", "intake", "json_safe", "list_model_versions", "list_tickets",
+    "mark_corrections_used", "open_store", "ping", "promote", "register_model_version", "request_hash",
+    "review_queue", "rollback", "share_precedent", "ticket_public", "untrained_corrections",
+]
