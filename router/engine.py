@@ -20,6 +20,11 @@ from router.prompting import PromptParts, instructed_prompt, pick_shots, tuned_p
 from router.results import Routing
 
 
+# Cache columns (rows x tokens) unfinished sequences may hold while they wait for shared follow-up steps:
+# ~24 MB for SmolLM2 (30 layers x 2 x 3 kv heads x 64 dims x 2 bytes = 23 KB per column).
+CARRY_CACHE_COLUMNS = 1024
+
+
 class StrategyError(ValueError):
     """A strategy that cannot run with what is loaded."""
 
@@ -153,7 +158,7 @@ class Engine:
 
         decoded: dict[tuple[int, int], tuple[Decoded, float]] = {}
         with self._lock, torch.inference_mode():
-            carry = max((len(b) for b in batches), default=0)
+            carry = self._carry_rows(prepared, batches, requests)
             for key, result in decode_batches(lambda: self._stepper(prepared), self.codec, timed(), carry):
                 decoded[key] = result, (time.perf_counter() - started[key[0]]) * 1000
         prefix_tokens = 0 if self.base.is_seq2seq else len(prepared.prefix_ids)
@@ -164,6 +169,14 @@ class Engine:
              for row, (r, c) in enumerate(zip(batch_requests, batch_contexts))]
             for b, (batch_requests, batch_contexts) in enumerate(zip(requests, contexts))
         ]
+
+    @staticmethod
+    def _carry_rows(prepared: _Prepared, batches, requests) -> int:
+        """How many unfinished sequences may wait for shared follow-up steps: a batch's worth, fewer when each
+        row's cache (its own copy of the prefix, e.g. a multi-shot prompt's) would make the carry costly."""
+        longest = max((len(r) for b in requests for r in b), default=0)
+        by_memory = CARRY_CACHE_COLUMNS // max(1, prepared.prefix.length + longest)
+        return min(max((len(b) for b in batches), default=0), by_memory)
 
     def plan_batches(self, texts: Sequence[str], max_size: int, max_padding: float = 0.15) -> list[list[int]]:
         """Indices of `texts` grouped into batches of similar token length.
