@@ -111,7 +111,7 @@ def merged_lora_model(base, path: Path) -> torch.nn.Module:
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
-    from router.modelio import apply_precision, float_copy
+    from router.modelio import apply_precision, float_copy, use_attention
 
     precision = getattr(base, "precision", "fp32")
     host = float_copy(base.model) if precision == "int8" else copy.deepcopy(base.model)
@@ -132,4 +132,5 @@ def merged_lora_model(base, path: Path) -> torch.nn.Module:
         merged = wrapped.unload()  # the adapters are folded into the weights above
     merged.eval()
     merged.requires_grad_(False)
+    use_attention(merged, getattr(base, "tuned_attention", "auto"))
     return apply_precision(merged, precision) if precision == "int8" else merged

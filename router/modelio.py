@@ -39,6 +39,14 @@ class BaseModel:
     load_seconds: float
     from_cache: bool
     precision: str = "fp32"  # fp32, bf16 or int8 (dynamic int8 nn.Linear weights, fp32 activations)
+    tuned_attention: str = "auto"  # attention kernel of tuned copies (merged LoRA); "auto" = transformers' choice
+
+
+def use_attention(model: torch.nn.Module, kernel: str) -> torch.nn.Module:
+    """`model` with attention `kernel` (eager, sdpa; "auto" leaves transformers' choice)."""
+    if kernel != "auto":
+        model.set_attn_implementation(kernel)
+    return model
 
     @property
     def config(self):
@@ -217,8 +225,7 @@ def load_base_model(settings: Settings) -> BaseModel:
 
     hf_logging.disable_progress_bar()  # our own messages say what is slow; no bars in CLI output
     base = _load_embedded(settings) if settings.base_model == EMBEDDED_MODEL else _load_hf(settings)
-    if settings.attention != "auto":
-        base.model.set_attn_implementation(settings.attention)
+    base.tuned_attention = settings.attention
     base.model.eval()
     base.model.requires_grad_(False)
     base.model = apply_precision(base.model, settings.precision)

@@ -65,8 +65,10 @@ class Settings(BaseSettings):
     )
     attention: Literal["eager", "sdpa", "auto"] = Field(
         "eager",
-        description="Attention kernel: eager (default: on a CPU, for complaint-sized inputs, faster than PyTorch's "
-        "fused SDPA kernel, about 9% more complaints/s here), sdpa, or auto (what transformers picks, e.g. on a GPU).",
+        description="Attention kernel of the tuned model (a merged LoRA copy): eager (default: on a CPU, for "
+        "complaint-sized inputs, faster than PyTorch's fused SDPA kernel: ~8% more complaints/s batched here), sdpa, "
+        "or auto (transformers' choice, e.g. on a GPU). The zero-/multi-shot baselines keep transformers' choice "
+        "(sdpa): with their long prompts eager's memory grows.",
     )
     allow_hub_download: bool = Field(False, description="Allow downloading a base model from a hub (off: offline only).")
 
