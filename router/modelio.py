@@ -41,16 +41,16 @@ class BaseModel:
     precision: str = "fp32"  # fp32, bf16 or int8 (dynamic int8 nn.Linear weights, fp32 activations)
     tuned_attention: str = "auto"  # attention kernel of tuned copies (merged LoRA); "auto" = transformers' choice
 
+    @property
+    def config(self):
+        return self.model.config
+
 
 def use_attention(model: torch.nn.Module, kernel: str) -> torch.nn.Module:
     """`model` with attention `kernel` (eager, sdpa; "auto" leaves transformers' choice)."""
     if kernel != "auto":
         model.set_attn_implementation(kernel)
     return model
-
-    @property
-    def config(self):
-        return self.model.config
 
 
 def embedded_gguf_path() -> Path:
