@@ -133,17 +133,15 @@ def test_batches_share_follow_up_steps_and_answer_as_if_decoded_alone(tokenizer)
                ["the ad showed a blue one", "drill stopped after a week, I want a replacement", "late again"]]
     requests = [[tokenizer(t + "\nDepartments:", add_special_tokens=False)["input_ids"] for t in b] for b in batches]
     drafts = [[["Marketing"], ["Warehouse", "Packaging"]], [list(DEPARTMENTS)], [[], ["Service"], ["Planning"]]]
-    calls: list[int] = []
+    calls: list[list[int]] = []  # per opened stepper, its forward passes
 
     def open_stepper():
         stepper = CausalStepper(base.model, prefix, tokenizer.pad_token_id, allowed=codec.token_ids)
-        calls.append(0)
-        counted = _counting(stepper)
-        calls[-1] = counted  # type: ignore[call-overload]
+        calls.append(_counting(stepper))
         return stepper
 
     def forwards():
-        return sum(len(c) for c in calls)  # type: ignore[arg-type]
+        return sum(len(c) for c in calls)
 
     alone = {}
     for b, (reqs, drs) in enumerate(zip(requests, drafts)):
