@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from router.backends import PrefixCache, embeds_prefix_cache
+from router.packed_linear import pack_linears
 
 METADATA = "triage.json"
 
@@ -81,7 +82,9 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     metadata = read_metadata(path)
     check_base(metadata, base, path)
     if metadata.get("method") == "lora":
-        return SoftPrompt(path, "lora", metadata, None, PrefixCache.empty(), merged_lora_model(base, path))
+        merged = merged_lora_model(base, path)
+        pack_linears(merged)  # the merged copy only serves: its layers can be packed (bit-identical, faster)
+        return SoftPrompt(path, "lora", metadata, None, PrefixCache.empty(), merged)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # PEFT cannot load onto int8 layers; a soft prompt only needs a float twin for as long as it is read
