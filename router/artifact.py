@@ -88,7 +88,7 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # PEFT cannot load onto int8 layers; a soft prompt only needs a float twin for as long as it is read
-        host = float_copy(base.model) if getattr(base, "precision", "fp32") == "int8" else base.model
+        host = float_copy(base.model) if base.precision == "int8" else base.model
         peft_model = PeftModel.from_pretrained(host, str(path), is_trainable=False)
     peft_model.eval()
     method = metadata.get("method", "prompt")
@@ -116,7 +116,7 @@ def merged_lora_model(base, path: Path) -> torch.nn.Module:
 
     from router.modelio import apply_precision, float_copy, use_attention
 
-    precision = getattr(base, "precision", "fp32")
+    precision = base.precision
     host = float_copy(base.model) if precision == "int8" else copy.deepcopy(base.model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -135,5 +135,5 @@ def merged_lora_model(base, path: Path) -> torch.nn.Module:
         merged = wrapped.unload()  # the adapters are folded into the weights above
     merged.eval()
     merged.requires_grad_(False)
-    use_attention(merged, getattr(base, "tuned_attention", "auto"))
+    use_attention(merged, base.tuned_attention)
     return apply_precision(merged, precision) if precision == "int8" else merged

@@ -112,6 +112,31 @@ class Engine:
         soft = prepared.soft_prompt
         return soft.model if soft is not None and soft.model is not None else self.base.model
 
+    def route_many(
+        self,
+        texts: Sequence[str],
+        strategy: str = "tuned",
+        *,
+        shots: int = 3,
+        soft_prompt: SoftPrompt | None = None,
+        contexts: Sequence[str] | None = None,
+        batch_size: int = 16,
+    ) -> list[Routing]:
+        """Route texts in batches of similar token length (see plan_batches); results in the input order.
+
+        Each text is tokenized once; a routing's latency runs from the start of its batch to its answer.
+        """
+        prepared = self._prepare(strategy, shots, soft_prompt)
+        contexts = list(contexts) if contexts else [""] * len(texts)
+        prepared, requests = self._requests(prepared, texts, contexts)
+        plan = plan_batches([len(r) for r in requests], batch_size)
+        routed = self._route(prepared, strategy, [[(texts[i], requests[i], contexts[i]) for i in b] for b in plan])
+        results: list[Routing | None] = [None] * len(texts)
+        for indices, batch in zip(plan, routed):
+            for i, routing in zip(indices, batch):
+                results[i] = routing
+        return results  # type: ignore[return-value]  # every slot is filled
+
     def route_batch(
         self,
         texts: Sequence[str],
@@ -121,34 +146,31 @@ class Engine:
         soft_prompt: SoftPrompt | None = None,
         contexts: Sequence[str] | None = None,
     ) -> list[Routing]:
-        """Route texts together in one batch."""
-        return self.route_batches([texts], strategy, shots=shots, soft_prompt=soft_prompt, contexts=[contexts])[0]
-
-    def route_batches(
-        self,
-        batches: Sequence[Sequence[str]],
-        strategy: str = "tuned",
-        *,
-        shots: int = 3,
-        soft_prompt: SoftPrompt | None = None,
-        contexts: Sequence[Sequence[str] | None] | None = None,
-    ) -> list[list[Routing]]:
-        """Route batches of texts one after another (see decode_batches: unfinished sequences of
-        several batches share their follow-up forward passes).
-
-        A routing's latency runs from the start of its batch's prefill to its answer.
-        """
+        """Route texts together in one batch, in the given order."""
         prepared = self._prepare(strategy, shots, soft_prompt)
-        contexts = contexts or [None] * len(batches)
-        contexts = [list(c) if c else [""] * len(texts) for texts, c in zip(batches, contexts)]
-        requests = [[self._request_ids(prepared, t, c) for t, c in zip(texts, ctx)] for texts, ctx in zip(batches, contexts)]
+        contexts = list(contexts) if contexts else [""] * len(texts)
+        prepared, requests = self._requests(prepared, texts, contexts)
+        return self._route(prepared, strategy, [list(zip(texts, requests, contexts))])[0]
+
+    def _requests(self, prepared: _Prepared, texts: Sequence[str], contexts: Sequence[str]):
+        """Each text's token ids after the prefix, and the prepared prompt they go with: the one with the
+        template's fixed start cached, when every request starts with it."""
+        prompts = [prepared.parts.request(t, c) for t, c in zip(texts, contexts)]
+        requests = [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
         head = prepared.head_ids
-        if prepared.with_head is not None and all(r[: len(head)] == head and len(r) > len(head) for b in requests for r in b):
-            prepared, requests = prepared.with_head, [[r[len(head) :] for r in b] for b in requests]
+        if prepared.with_head is not None and all(r[: len(head)] == head and len(r) > len(head) for r in requests):
+            prepared, requests = prepared.with_head, [r[len(head) :] for r in requests]
         if self.base.is_seq2seq and prepared.prefix_ids:
-            requests = [[prepared.prefix_ids + r for r in b] for b in requests]
-        drafts = [self.draft.propose(texts) if self.draft is not None and not self.base.is_seq2seq else None
-                  for texts in batches]
+            requests = [prepared.prefix_ids + r for r in requests]
+        return prepared, requests
+
+    def _route(self, prepared: _Prepared, strategy: str, batches: list[list[tuple[str, list[int], str]]]
+               ) -> list[list[Routing]]:
+        """Decode batches of (text, request ids, context) one after another (see decode_batches: unfinished
+        sequences of several batches share their follow-up forward passes)."""
+        requests = [[r for _, r, _ in batch] for batch in batches]
+        drafts = [self.draft.propose([t for t, _, _ in batch]) if self.draft is not None and not self.base.is_seq2seq
+                  else None for batch in batches]
         started: dict[int, float] = {}
 
         def timed():
@@ -158,7 +180,7 @@ class Engine:
 
         decoded: dict[tuple[int, int], tuple[Decoded, float]] = {}
         with self._lock, torch.inference_mode():
-            carry = self._carry_rows(prepared, batches, requests)
+            carry = self._carry_rows(prepared, requests)
             for key, result in decode_batches(lambda: self._stepper(prepared), self.codec, timed(), carry):
                 decoded[key] = result, (time.perf_counter() - started[key[0]]) * 1000
         prefix_tokens = 0 if self.base.is_seq2seq else len(prepared.prefix_ids)
@@ -166,42 +188,17 @@ class Engine:
         version = prepared.soft_prompt.version if prepared.soft_prompt else None
         return [
             [self._routing(*decoded[b, row], strategy, prefix_tokens + len(r), virtual, version, bool(c))
-             for row, (r, c) in enumerate(zip(batch_requests, batch_contexts))]
-            for b, (batch_requests, batch_contexts) in enumerate(zip(requests, contexts))
+             for row, (_, r, c) in enumerate(batch)]
+            for b, batch in enumerate(batches)
         ]
 
     @staticmethod
-    def _carry_rows(prepared: _Prepared, batches, requests) -> int:
+    def _carry_rows(prepared: _Prepared, requests: list[list[list[int]]]) -> int:
         """How many unfinished sequences may wait for shared follow-up steps: a batch's worth, fewer when each
         row's cache (its own copy of the prefix, e.g. a multi-shot prompt's) would make the carry costly."""
         longest = max((len(r) for b in requests for r in b), default=0)
         by_memory = CARRY_CACHE_COLUMNS // max(1, prepared.prefix.length + longest)
-        return min(max((len(b) for b in batches), default=0), by_memory)
-
-    def plan_batches(self, texts: Sequence[str], max_size: int, max_padding: float = 0.15) -> list[list[int]]:
-        """Indices of `texts` grouped into batches of similar token length.
-
-        Sorted by length, a batch is closed when it holds `max_size` complaints or when one more
-        would make padding exceed `max_padding` of its real tokens: the prefill (most of a
-        batch's cost) then computes little padding, whatever the spread of lengths.
-        """
-        lengths = [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
-        batches: list[list[int]] = []
-        current: list[int] = []
-        real = 0
-        for i in sorted(range(len(texts)), key=lambda i: lengths[i]):
-            width = lengths[i]  # the longest so far: the batch's width if i joins
-            if current and (len(current) >= max_size or width * (len(current) + 1) > (1 + max_padding) * (real + width)):
-                batches.append(current)
-                current, real = [], 0
-            current.append(i)
-            real += lengths[i]
-        if current:
-            batches.append(current)
-        return batches
-
-    def _request_ids(self, prepared: _Prepared, text: str, context: str) -> list[int]:
-        return self._ids(prepared.parts.request(text, context))
+        return min(max((len(b) for b in requests), default=0), by_memory)
 
     def _routing(self, d: Decoded, elapsed, strategy, input_tokens, virtual, version, rag) -> Routing:
         low = min(d.confidence[name] for name in d.departments) < self.threshold
@@ -217,3 +214,25 @@ class Engine:
             needs_review=low,
             rag=rag,
         )
+
+
+def plan_batches(lengths: Sequence[int], max_size: int, max_padding: float = 0.15) -> list[list[int]]:
+    """Indices of sequences with these token lengths, grouped into batches of similar length.
+
+    Sorted by length, a batch is closed when it holds `max_size` sequences or when one more
+    would make padding exceed `max_padding` of its real tokens: the prefill (most of a
+    batch's cost) then computes little padding, whatever the spread of lengths.
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        width = lengths[i]  # the longest so far: the batch's width if i joins
+        if current and (len(current) >= max_size or width * (len(current) + 1) > (1 + max_padding) * (real + width)):
+            batches.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += lengths[i]
+    if current:
+        batches.append(current)
+    return batches

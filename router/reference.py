@@ -59,7 +59,7 @@ def load_peft(base, artifact_path):
 
     lora = read_metadata(artifact_path).get("method") == "lora"
     # the same attention kernel as the fast path's tuned copy: the comparison is about the path, not the kernel
-    target = use_attention(copy.deepcopy(base.model), getattr(base, "tuned_attention", "auto")) if lora else base.model
+    target = use_attention(copy.deepcopy(base.model), base.tuned_attention) if lora else base.model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = PeftModel.from_pretrained(target, str(artifact_path), is_trainable=False)

@@ -107,19 +107,13 @@ class RouterService:
         clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
         soft = self.soft_prompt if strategy == "tuned" else None
         k = self.settings.shots if shots is None else shots
-        results: list[Routing | None] = [None] * len(clean)
-        size = batch_size or self.settings.batch_size
-        plan = self.engine.plan_batches(clean, size)  # similar token lengths together: little padding
-        chunks = [[clean[i] for i in indices] for indices in plan]
-        groundings = [self._ground(chunk, rag, precedents, exclude_self) for chunk in chunks]
-        contexts = [[g.context for g in grounded] if grounded else None for grounded in groundings]
-        routed = self.engine.route_batches(chunks, strategy, shots=k, soft_prompt=soft, contexts=contexts)
-        for indices, batch, grounded in zip(plan, routed, groundings):
-            for i, routing, grounding in zip(indices, batch, grounded or [None] * len(batch)):
-                if grounding is not None:
-                    routing.passages = grounding.passages
-                results[i] = routing
-        return results  # type: ignore[return-value]  # every slot is filled, in the input order
+        grounded = self._ground(clean, rag, precedents, exclude_self)
+        contexts = [g.context for g in grounded] if grounded else None
+        routed = self.engine.route_many(clean, strategy, shots=k, soft_prompt=soft, contexts=contexts,
+                                        batch_size=batch_size or self.settings.batch_size)
+        for routing, grounding in zip(routed, grounded or []):
+            routing.passages = grounding.passages
+        return routed
 
     def _ground(self, texts, rag: bool, precedents: bool, exclude_self: bool):
         if not (rag or precedents):

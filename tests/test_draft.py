@@ -7,7 +7,7 @@ import pytest
 from router.dataset import Example, load_examples
 from router.departments import DEPARTMENTS
 from router.draft import load_or_fit_draft
-from router.engine import Engine
+from router.engine import Engine, plan_batches
 
 TEXTS = ["my blender died", "three of the four chairs are missing and the box was crushed",
          "rude agent on the phone", "the ad showed a red one but mine is blue"]
@@ -70,10 +70,10 @@ def test_batches_group_similar_lengths_and_keep_padding_small(tiny_base):
     engine = Engine(tiny_base)
     texts = ["short one"] * 5 + ["a much longer complaint about a fridge that stopped cooling after a week " * 3] * 4
     texts += ["medium length complaint about a late parcel and a rude agent"] * 6
-    batches = engine.plan_batches(texts, max_size=4)
+    lengths = [len(engine._ids(t)) for t in texts]
+    batches = plan_batches(lengths, max_size=4)
     assert sorted(i for b in batches for i in b) == list(range(len(texts))), "every complaint exactly once"
     assert all(len(b) <= 4 for b in batches)
-    lengths = [len(engine._ids(t)) for t in texts]
     for batch in batches:
         widths = [lengths[i] for i in batch]
         assert len(batch) == 1 or max(widths) * len(batch) <= 1.15 * sum(widths), "little padding in a batch"

@@ -66,13 +66,9 @@ def evaluate(service: RouterService, soft_prompt, examples: Sequence[Example]) -
     """Exact-set accuracy and F1 of the tuned strategy with this soft prompt."""
     from tuning.metrics import routing_metrics
 
-    texts = [ex.input for ex in examples]
-    size = service.settings.batch_size
-    predicted: list[list[str]] = []
-    for start in range(0, len(texts), size):
-        routed = service.engine.route_batch(texts[start : start + size], "tuned", soft_prompt=soft_prompt)
-        predicted += [r.departments for r in routed]
-    return routing_metrics([list(ex.departments) for ex in examples], predicted)
+    routed = service.engine.route_many([ex.input for ex in examples], "tuned", soft_prompt=soft_prompt,
+                                       batch_size=service.settings.batch_size)
+    return routing_metrics([list(ex.departments) for ex in examples], [r.departments for r in routed])
 
 
 def run_retrain(

@@ -76,7 +76,7 @@ def reference_numbers(service, texts: Sequence[str]) -> dict:
     from router.reference import generate_reference, load_peft
 
     base = service.engine.base
-    if getattr(base, "precision", "fp32") == "int8":  # PEFT cannot wrap int8 layers: the reference runs in fp32
+    if base.precision == "int8":  # PEFT cannot wrap int8 layers: the reference runs in fp32
         from dataclasses import replace
 
         from router.modelio import float_copy

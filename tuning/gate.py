@@ -30,9 +30,8 @@ EPSILON = 1e-9
 
 def predict(engine: Engine, soft_prompt, examples: Sequence[Example], batch_size: int = 16) -> list[list[str]]:
     """The departments the tuned strategy with `soft_prompt` gives each example."""
-    texts = [ex.input for ex in examples]
-    batches = [texts[start : start + batch_size] for start in range(0, len(texts), batch_size)]
-    return [r.departments for batch in engine.route_batches(batches, "tuned", soft_prompt=soft_prompt) for r in batch]
+    routed = engine.route_many([ex.input for ex in examples], "tuned", soft_prompt=soft_prompt, batch_size=batch_size)
+    return [r.departments for r in routed]
 
 
 def evaluate(engine: Engine, soft_prompt, examples: Sequence[Example], batch_size: int = 16) -> dict:
