@@ -1,10 +1,11 @@
 """Retraining on the real SmolLM2 with tiny tuning parameters (slow: `make test-slow`).
 
 The worker's code runs in this process on the one loaded base model (a worker process
-would load a second copy). Two retrains on 40 complaints plus supervisors' corrections:
-the first, a prefix started from the business instruction and barely moved (one epoch at
-the lowest learning rate), is promoted by hand; the second learns a corrupted training
-file where every complaint says Marketing, and the gate must keep it a candidate.
+would load a second copy). Two retrains on 40 complaints plus supervisors' corrections,
+each gated against the shipped model: the first, a prefix started from the business
+instruction and barely moved (one epoch at the lowest learning rate), stays a candidate
+and is then promoted by hand; the second learns a corrupted training file where every
+complaint says Marketing, and the gate must keep it a candidate.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def test_real_model_retrains_on_corrections_and_the_gate_keeps_a_corrupted_candi
     assert not first.result["promoted"], "nothing better to replace: the shipped model, or no model at all"
     records = read_provenance(Path(first.result["artifact_path"]))
     assert sum(r["source"] == "correction" for r in records if r["split"] == "train") == 4
+    shipped = gate["active_version"]
+    assert shipped is not None and gate["sets"]["dev"]["active"]["exact_set_accuracy"] > 0.5, "compared with the shipped model"
     with Session(engine, expire_on_commit=False) as s:
         assert len(store.untrained_corrections(s)) == 1, "only the held-out correction is still pending"
-        store.promote(s, first.version, who="boss")
         second = jobs.create_job(s, CORRUPTING, who="boss",
                                  options={"base_file": str(head(data / "complaints.jsonl", 40, tmp_path / "bad.jsonl",
                                                                 "Marketing"))})
@@ -77,8 +79,10 @@ def test_real_model_retrains_on_corrections_and_the_gate_keeps_a_corrupted_candi
     assert second.state == "succeeded", second.error
     gate = second.result["gate"]
     dev = gate["sets"]["dev"]
-    assert gate["active_version"] == first.version and second.result["promoted"] is False, dev
+    assert gate["active_version"] == shipped and second.result["promoted"] is False, dev
     assert dev["candidate"]["macro_f1"] < dev["active"]["macro_f1"], dev
+    with Session(engine, expire_on_commit=False) as s:
+        store.promote(s, first.version, who="boss")  # a supervisor may still promote a version by hand
     with Session(engine) as s:
         assert store.active_model_version(s).version == first.version
         assert store.get_model_version(s, second.version).status == "candidate"
