@@ -18,6 +18,7 @@ from router.dataset import Example, load_examples, normalize, write_examples
 from router.service import RouterService
 from router.settings import project_root
 from tuning.config import TuningConfig
+from tuning.gate import evaluate
 from tuning.train import Progress, train
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,6 @@ class RetrainOutcome:
     n_eval: int = 0
 
 
-def evaluate(service: RouterService, soft_prompt, examples: Sequence[Example]) -> dict:
-    """Exact-set accuracy and F1 of the tuned strategy with this soft prompt."""
-    from tuning.metrics import routing_metrics
-
-    routed = service.engine.route_many([ex.input for ex in examples], "tuned", soft_prompt=soft_prompt,
-                                       batch_size=service.settings.batch_size)
-    return routing_metrics([list(ex.departments) for ex in examples], [r.departments for r in routed])
-
-
 def run_retrain(
     service: RouterService,
     config: TuningConfig,
@@ -105,12 +97,12 @@ def run_retrain(
     if eval_examples:
         phase("evaluating")
         candidate = load_soft_prompt(out, base)
-        outcome.candidate = evaluate(service, candidate, eval_examples)
+        outcome.candidate = evaluate(service.engine, candidate, eval_examples, service.settings.batch_size)
         try:
             active = service.soft_prompt
         except Exception as exc:  # no active model yet: the candidate stands alone
             log.warning("no active soft prompt to compare with: %s", exc)
         else:
             outcome.active_version = active.version
-            outcome.active = evaluate(service, active, eval_examples)
+            outcome.active = evaluate(service.engine, active, eval_examples, service.settings.batch_size)
     return outcome
