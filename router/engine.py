@@ -126,11 +126,9 @@ class Engine:
 
         Each text is tokenized once; a routing's latency runs from the start of its batch to its answer.
         """
-        prepared = self._prepare(strategy, shots, soft_prompt)
-        contexts = list(contexts) if contexts else [""] * len(texts)
-        prepared, requests = self._requests(prepared, texts, contexts)
-        plan = plan_batches([len(r) for r in requests], batch_size)
-        routed = self._route(prepared, strategy, [[(texts[i], requests[i], contexts[i]) for i in b] for b in plan])
+        prepared, rows = self._requests(strategy, shots, soft_prompt, texts, contexts)
+        plan = plan_batches([len(ids) for _, ids, _ in rows], batch_size)
+        routed = self._route(prepared, strategy, [[rows[i] for i in b] for b in plan])
         results: list[Routing | None] = [None] * len(texts)
         for indices, batch in zip(plan, routed):
             for i, routing in zip(indices, batch):
@@ -147,14 +145,15 @@ class Engine:
         contexts: Sequence[str] | None = None,
     ) -> list[Routing]:
         """Route texts together in one batch, in the given order."""
+        prepared, rows = self._requests(strategy, shots, soft_prompt, texts, contexts)
+        return self._route(prepared, strategy, [rows])[0]
+
+    def _requests(self, strategy: str, shots: int, soft_prompt: SoftPrompt | None, texts: Sequence[str],
+                  contexts: Sequence[str] | None) -> tuple[_Prepared, list[tuple[str, list[int], str]]]:
+        """The prepared prompt, and per text (text, its token ids after the prefix, context): the prompt is the
+        one with the template's fixed start cached when every request starts with it."""
         prepared = self._prepare(strategy, shots, soft_prompt)
         contexts = list(contexts) if contexts else [""] * len(texts)
-        prepared, requests = self._requests(prepared, texts, contexts)
-        return self._route(prepared, strategy, [list(zip(texts, requests, contexts))])[0]
-
-    def _requests(self, prepared: _Prepared, texts: Sequence[str], contexts: Sequence[str]):
-        """Each text's token ids after the prefix, and the prepared prompt they go with: the one with the
-        template's fixed start cached, when every request starts with it."""
         prompts = [prepared.parts.request(t, c) for t, c in zip(texts, contexts)]
         requests = [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
         head = prepared.head_ids
@@ -162,7 +161,7 @@ class Engine:
             prepared, requests = prepared.with_head, [r[len(head) :] for r in requests]
         if self.base.is_seq2seq and prepared.prefix_ids:
             requests = [prepared.prefix_ids + r for r in requests]
-        return prepared, requests
+        return prepared, list(zip(texts, requests, contexts))
 
     def _route(self, prepared: _Prepared, strategy: str, batches: list[list[tuple[str, list[int], str]]]
                ) -> list[list[Routing]]:
