@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from rag.embeddings import MODEL_NAME, ChromaMiniLM
 from rag.interface import RetrievalUnavailable
 from rag.names import POLICIES, PRECEDENTS
+from router import atomic
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -85,10 +86,7 @@ def generation(settings: Settings) -> str | None:
 def mark_changed(settings: Settings) -> None:
     """Tell readers in other processes that the on-disk store changed."""
     if not settings.chroma_host:
-        path = settings.chroma_dir / GENERATION_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(f"{time.time_ns()}-{os.getpid()}")
-        tmp.replace(path)
+        atomic.write_text(settings.chroma_dir / GENERATION_FILE, f"{time.time_ns()}-{os.getpid()}")
 
 
 def collection(client: ClientAPI, name: str, *, create: bool) -> Collection | None:

@@ -169,13 +169,11 @@ def load_examples(path: str | Path, max_chars: int = DEFAULT_MAX_CHARS) -> list[
 
 def write_examples(examples: Iterable[Example], path: str | Path) -> None:
     """Write atomically: a crash leaves the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    from router.atomic import atomic_open
+
+    with atomic_open(path, "w") as handle:
         for example in examples:
             handle.write(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -17,6 +17,7 @@ import pickle
 from pathlib import Path
 from typing import Sequence
 
+from router import atomic
 from router.classical import OneVsRest, tfidf_baseline
 from router.dataset import Example
 
@@ -66,11 +67,8 @@ def load_or_fit_draft(examples: Sequence[Example], cache_dir: Path | None) -> Dr
         return None
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            with partial.open("wb") as handle:
+            with atomic.atomic_open(path, "wb") as handle:  # unique temp name, then renamed: safe for replicas
                 pickle.dump(draft, handle)
-            partial.replace(path)
         except OSError as exc:
             log.warning("could not cache the draft in %s: %s", path, exc)
     return draft

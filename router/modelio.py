@@ -11,13 +11,13 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from router import atomic
 from router.settings import EMBEDDED_MODEL, Settings
 
 log = logging.getLogger(__name__)
@@ -70,16 +70,29 @@ def _hash_file(path: Path, cache_dir: Path) -> str:
     stat = path.stat()
     memo = cache_dir / "hashes.json"
     key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    known = json.loads(memo.read_text()) if memo.exists() else {}
+    known = _read_memo(memo)
     if key not in known:
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
-        known[key] = digest.hexdigest()
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(json.dumps(known, indent=1))
+        known = {**_read_memo(memo), key: digest.hexdigest()}  # keep what another process added meanwhile
+        try:
+            atomic.write_text(memo, json.dumps(known, indent=1))
+        except OSError as exc:  # a read-only cache only costs the hash next time
+            log.warning("could not memoize the weights' hash in %s: %s", memo, exc)
     return known[key]
+
+
+def _read_memo(memo: Path) -> dict[str, str]:
+    try:
+        known = json.loads(memo.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:  # e.g. cut short by an older triage: it is only a memo
+        log.warning("ignoring unreadable hash memo %s: %s", memo, exc)
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def _fingerprint_dir(path: Path, cache_dir: Path) -> str:
@@ -125,20 +138,24 @@ def float_copy(model: torch.nn.Module) -> torch.nn.Module:
     return clone.float()
 
 
-def _save_converted(model, tokenizer, target: Path) -> None:
+def _save_converted(model, tokenizer, target: Path) -> bool:
+    """Cache converted weights as a model directory; False when another process's copy got there first.
+
+    Built in a directory of its own and renamed into place (`router.atomic.publish_dir`), so replicas
+    starting together on an empty data directory each convert, one copy wins and none fails or sees
+    a half-written file.
+    """
     from safetensors.torch import save_model
 
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
-    config = model.config.to_dict()
-    config.pop("quantization_config", None)
-    (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
-    model.generation_config.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    def build(tmp: Path) -> None:
+        save_model(model, str(tmp / "model.safetensors"))
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
+        model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return atomic.publish_dir(target, build, complete=lambda p: (p / "model.safetensors").is_file())
 
 
 def _load_embedded(settings: Settings) -> BaseModel:
