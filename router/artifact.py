@@ -18,6 +18,7 @@ import torch
 
 from router.backends import PrefixCache, embeds_prefix_cache
 from router.packed_linear import pack_linears
+from router.soft_prompt import LATE_PROMPT, SOFT_PROMPT_CONFIG, check_shape, late_prompt_layers, read_late_prompt
 
 METADATA = "triage.json"
 
@@ -51,8 +52,8 @@ class SoftPrompt:
 def read_metadata(path: str | Path) -> dict:
     path = Path(path)
     meta_file = path / METADATA
-    if not (path / "adapter_config.json").is_file():
-        raise ArtifactError(f"{path}: not a soft-prompt artifact (no adapter_config.json)")
+    if not (path / "adapter_config.json").is_file() and not (path / SOFT_PROMPT_CONFIG).is_file():
+        raise ArtifactError(f"{path}: not a tuned-model artifact (no {SOFT_PROMPT_CONFIG} or adapter_config.json)")
     if not meta_file.is_file():
         raise ArtifactError(f"{path}: missing {METADATA} (base model and training metadata)")
     try:
@@ -81,6 +82,8 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     path = Path(path)
     metadata = read_metadata(path)
     check_base(metadata, base, path)
+    if metadata.get("method") == LATE_PROMPT:
+        return _load_late_prompt(path, metadata, base)
     if metadata.get("method") == "lora":
         merged = merged_lora_model(base, path)
         pack_linears(merged)  # the merged copy only serves: its layers can be packed (bit-identical, faster)
@@ -100,6 +103,18 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     embeds = prompt[0].detach().clone()
     prefix = PrefixCache.empty() if base.is_seq2seq else embeds_prefix_cache(base.model, embeds)
     return SoftPrompt(path, method, metadata, embeds, prefix)
+
+
+def _load_late_prompt(path: Path, metadata: dict, base) -> SoftPrompt:
+    if base.is_seq2seq:
+        raise ArtifactError(f"{path}: a late prompt is for decoder-only models; the loaded base model is seq2seq")
+    try:
+        config, keys, values = read_late_prompt(path)
+        check_shape(config, keys, values, base.model.config, path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read the soft prompt ({exc})") from exc
+    layers = late_prompt_layers(base.model, config, keys, values)
+    return SoftPrompt(path, LATE_PROMPT, metadata, None, PrefixCache(layers, config["num_virtual_tokens"]))
 
 
 def merged_lora_model(base, path: Path) -> torch.nn.Module:

@@ -51,6 +51,50 @@ class PrefixCache:
 
         return DynamicCache([(grow(k), grow(v)) for k, v in self.layers])
 
+    def columns(self, batch: int) -> torch.Tensor | None:
+        """Attention mask [batch, length] over the prefix's columns (None when there is no prefix)."""
+        return torch.ones((batch, self.length), dtype=torch.long) if self.length else None
+
+    def starts(self, batch: int) -> list[int]:
+        """Each row's first position after the prefix."""
+        return [self.length] * batch
+
+
+@dataclass
+class RowPrefixes:
+    """A different prefix per row (several soft prompts in one batch) on one model.
+
+    Each row's prefix fills its first columns; shorter ones are padded with masked-out zeros, and
+    each row's text starts at its own prefix's length, so a row attends to exactly what it would alone.
+    """
+
+    rows: list[PrefixCache]
+
+    @property
+    def length(self) -> int:
+        return max(p.length for p in self.rows)
+
+    def expand(self, batch: int, dtype: torch.dtype | None = None) -> DynamicCache:
+        if batch != len(self.rows):
+            raise ValueError(f"{len(self.rows)} row prefixes for a batch of {batch}")
+        width = self.length
+        layers = []
+        for index in range(len(self.rows[0].layers)):
+            keys = [_pad_columns(p.layers[index][0], width, -2) for p in self.rows]
+            values = [_pad_columns(p.layers[index][1], width, -2) for p in self.rows]
+            k, v = torch.cat(keys), torch.cat(values)
+            layers.append((k.to(dtype) if dtype is not None else k, v.to(dtype) if dtype is not None else v))
+        return DynamicCache(layers)
+
+    def columns(self, batch: int) -> torch.Tensor:
+        mask = torch.zeros((batch, self.length), dtype=torch.long)
+        for row, prefix in enumerate(self.rows):
+            mask[row, : prefix.length] = 1
+        return mask
+
+    def starts(self, batch: int) -> list[int]:
+        return [p.length for p in self.rows]
+
 
 # Configs whose models post-process logits after the LM head: those keep the full forward.
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -135,7 +179,7 @@ class CausalStepper:
 
     speculates = True
 
-    def __init__(self, model, prefix: PrefixCache, pad_id: int, *, full_logits: bool = False,
+    def __init__(self, model, prefix: "PrefixCache | RowPrefixes", pad_id: int, *, full_logits: bool = False,
                  allowed: Sequence[int] | None = None):
         self.model, self.prefix, self.pad_id = model, prefix, pad_id
         self.split = None if full_logits else split_lm_head(model)
@@ -199,8 +243,8 @@ class CausalStepper:
         batch = len(requests)
         drafts = drafts or [[] for _ in requests]
         self.cache = self.prefix.expand(batch, _float_dtype(self.model))
-        self.mask = torch.ones((batch, self.prefix.length), dtype=torch.long) if self.prefix.length else None
-        self.next_pos = [self.prefix.length] * batch
+        self.mask = self.prefix.columns(batch)
+        self.next_pos = self.prefix.starts(batch)
         self.columns = [[] for _ in range(batch)]
         self.ids = list(range(batch))
         rows = [list(r) + list(d) for r, d in zip(requests, drafts)]

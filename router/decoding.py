@@ -211,12 +211,14 @@ class _Running:
 
 
 def decode_batches(
-    open_stepper: Callable[[], Stepper],
+    open_stepper: Callable[[int], Stepper],
     codec: LabelCodec,
     batches: Iterable[tuple[Sequence[Sequence[int]], Sequence[Sequence[str]] | None]],
     carry_rows: int = 0,
 ) -> Iterator[tuple[Key, Decoded]]:
     """Decode batches of (requests, drafts) one after another; yields ((batch, row), result) as each finishes.
+
+    `open_stepper(b)` gives the stepper for batch b.
 
     With `carry_rows` and steppers that can `absorb` one another, the sequences a batch's prefill
     (and draft) did not finish wait in a carry batch, and the carry takes its follow-up steps only
@@ -226,7 +228,7 @@ def decode_batches(
     """
     carry: _Running | None = None
     for b, (requests, drafts) in enumerate(batches):
-        running, finished = _Running.start(open_stepper(), codec, b, requests, drafts)
+        running, finished = _Running.start(open_stepper(b), codec, b, requests, drafts)
         yield from finished
         if not running.pending:
             continue
@@ -253,5 +255,5 @@ def decode_batch(
     the draft's tokens are prefilled with the prompt and accepted as far as the model's own
     choices agree: the result is exactly the non-speculative one, in fewer forward passes.
     """
-    results = {row: decoded for (_, row), decoded in decode_batches(lambda: stepper, codec, [(requests, drafts)])}
+    results = {row: decoded for (_, row), decoded in decode_batches(lambda b: stepper, codec, [(requests, drafts)])}
     return [results[i] for i in range(len(requests))]

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 
 from router.artifact import SoftPrompt
-from router.backends import CausalStepper, PrefixCache, Seq2SeqStepper, extend_prefix, text_prefix_cache
+from router.backends import CausalStepper, PrefixCache, RowPrefixes, Seq2SeqStepper, extend_prefix, text_prefix_cache
 from router.codec import LabelCodec
 from router.dataset import Example
 from router.decoding import Decoded, decode_batches
@@ -101,12 +101,16 @@ class Engine:
         return pick_shots(self.shots_pool, k)
 
     # -- routing ---------------------------------------------------------------
-    def _stepper(self, prepared: _Prepared):
+    def _stepper(self, prepared: Sequence[_Prepared]):
+        """A stepper for one batch, whose rows were prepared with `prepared` (one per row)."""
         pad = self.tokenizer.pad_token_id
+        first = prepared[0]
         if self.base.is_seq2seq:
-            soft = prepared.soft_prompt.embeds if prepared.soft_prompt is not None else None
-            return Seq2SeqStepper(self._model_for(prepared), soft, pad)
-        return CausalStepper(self._model_for(prepared), prepared.prefix, pad, allowed=self.answer_tokens)
+            soft = first.soft_prompt.embeds if first.soft_prompt is not None else None
+            return Seq2SeqStepper(self._model_for(first), soft, pad)
+        same = all(p is first for p in prepared)
+        prefix = first.prefix if same else RowPrefixes([p.prefix for p in prepared])
+        return CausalStepper(self._model_for(first), prefix, pad, allowed=self.answer_tokens)
 
     def _model_for(self, prepared: _Prepared):
         soft = prepared.soft_prompt
@@ -127,13 +131,26 @@ class Engine:
         Each text is tokenized once; a routing's latency runs from the start of its batch to its answer.
         """
         prepared, rows = self._requests(strategy, shots, soft_prompt, texts, contexts)
-        plan = plan_batches([len(ids) for _, ids, _ in rows], batch_size)
-        routed = self._route(prepared, strategy, [[rows[i] for i in b] for b in plan])
-        results: list[Routing | None] = [None] * len(texts)
-        for indices, batch in zip(plan, routed):
-            for i, routing in zip(indices, batch):
-                results[i] = routing
-        return results  # type: ignore[return-value]  # every slot is filled
+        return self._route_planned(strategy, [(prepared, *row) for row in rows], batch_size)
+
+    def route_mixed(self, texts: Sequence[str], prompts: Sequence[SoftPrompt], *, batch_size: int = 16) -> list[Routing]:
+        """Route each text with its own soft prompt (tuned strategy), prompts mixed within batches.
+
+        Every prompt must run on the shared base model (a soft prompt; not a merged LoRA copy): rows of
+        different prompts then share each forward pass, each row behind its own prompt's keys/values.
+        """
+        if len(prompts) != len(texts):
+            raise StrategyError(f"{len(prompts)} prompts for {len(texts)} texts")
+        if any(p.model is not None for p in prompts):
+            raise StrategyError("only soft prompts (served on the shared base model) can share a batch; "
+                                "a LoRA adapter is served from its own merged copy")
+        rows: list = [None] * len(texts)
+        for prompt in {id(p): p for p in prompts}.values():  # distinct, in first-seen order
+            indices = [i for i, p in enumerate(prompts) if p is prompt]
+            prepared, mine = self._requests("tuned", 0, prompt, [texts[i] for i in indices], None)
+            for i, row in zip(indices, mine):
+                rows[i] = (prepared, *row)
+        return self._route_planned("tuned", rows, batch_size)
 
     def route_batch(
         self,
@@ -146,7 +163,7 @@ class Engine:
     ) -> list[Routing]:
         """Route texts together in one batch, in the given order."""
         prepared, rows = self._requests(strategy, shots, soft_prompt, texts, contexts)
-        return self._route(prepared, strategy, [rows])[0]
+        return self._route(strategy, [[(prepared, *row) for row in rows]])[0]
 
     def _requests(self, strategy: str, shots: int, soft_prompt: SoftPrompt | None, texts: Sequence[str],
                   contexts: Sequence[str] | None) -> tuple[_Prepared, list[tuple[str, list[int], str]]]:
@@ -163,12 +180,21 @@ class Engine:
             requests = [prepared.prefix_ids + r for r in requests]
         return prepared, list(zip(texts, requests, contexts))
 
-    def _route(self, prepared: _Prepared, strategy: str, batches: list[list[tuple[str, list[int], str]]]
-               ) -> list[list[Routing]]:
-        """Decode batches of (text, request ids, context) one after another (see decode_batches: unfinished
-        sequences of several batches share their follow-up forward passes)."""
-        requests = [[r for _, r, _ in batch] for batch in batches]
-        drafts = [self.draft.propose([t for t, _, _ in batch]) if self.draft is not None and not self.base.is_seq2seq
+    def _route_planned(self, strategy: str, rows: list[tuple[_Prepared, str, list[int], str]], batch_size: int
+                       ) -> list[Routing]:
+        plan = plan_batches([len(ids) for _, _, ids, _ in rows], batch_size)
+        routed = self._route(strategy, [[rows[i] for i in b] for b in plan])
+        results: list[Routing | None] = [None] * len(rows)
+        for indices, batch in zip(plan, routed):
+            for i, routing in zip(indices, batch):
+                results[i] = routing
+        return results  # type: ignore[return-value]  # every slot is filled
+
+    def _route(self, strategy: str, batches: list[list[tuple[_Prepared, str, list[int], str]]]) -> list[list[Routing]]:
+        """Decode batches of (prepared prompt, text, request ids, context) one after another (see decode_batches:
+        unfinished sequences of several batches share their follow-up forward passes)."""
+        requests = [[r for _, _, r, _ in batch] for batch in batches]
+        drafts = [self.draft.propose([t for _, t, _, _ in batch]) if self.draft is not None and not self.base.is_seq2seq
                   else None for batch in batches]
         started: dict[int, float] = {}
 
@@ -179,37 +205,37 @@ class Engine:
 
         decoded: dict[tuple[int, int], tuple[Decoded, float]] = {}
         with self._lock, torch.inference_mode():
-            carry = self._carry_rows(prepared, requests)
-            for key, result in decode_batches(lambda: self._stepper(prepared), self.codec, timed(), carry):
+            carry = self._carry_rows([p for batch in batches for p, *_ in batch], requests)
+            open_stepper = lambda b: self._stepper([p for p, *_ in batches[b]])  # noqa: E731
+            for key, result in decode_batches(open_stepper, self.codec, timed(), carry):
                 decoded[key] = result, (time.perf_counter() - started[key[0]]) * 1000
-        prefix_tokens = 0 if self.base.is_seq2seq else len(prepared.prefix_ids)
-        virtual = prepared.soft_prompt.num_virtual_tokens if prepared.soft_prompt else 0
-        version = prepared.soft_prompt.version if prepared.soft_prompt else None
         return [
-            [self._routing(*decoded[b, row], strategy, prefix_tokens + len(r), virtual, version, bool(c))
-             for row, (_, r, c) in enumerate(batch)]
+            [self._routing(*decoded[b, row], strategy, p, len(r), bool(c)) for row, (p, _, r, c) in enumerate(batch)]
             for b, batch in enumerate(batches)
         ]
 
     @staticmethod
-    def _carry_rows(prepared: _Prepared, requests: list[list[list[int]]]) -> int:
+    def _carry_rows(prepared: Sequence[_Prepared], requests: list[list[list[int]]]) -> int:
         """How many unfinished sequences may wait for shared follow-up steps: a batch's worth, fewer when each
         row's cache (its own copy of the prefix, e.g. a multi-shot prompt's) would make the carry costly."""
         longest = max((len(r) for b in requests for r in b), default=0)
-        by_memory = CARRY_CACHE_COLUMNS // max(1, prepared.prefix.length + longest)
+        prefix = max((p.prefix.length for p in prepared), default=0)
+        by_memory = CARRY_CACHE_COLUMNS // max(1, prefix + longest)
         return min(max((len(b) for b in requests), default=0), by_memory)
 
-    def _routing(self, d: Decoded, elapsed, strategy, input_tokens, virtual, version, rag) -> Routing:
+    def _routing(self, d: Decoded, elapsed, strategy, prepared: _Prepared, request_tokens: int, rag: bool) -> Routing:
         low = min(d.confidence[name] for name in d.departments) < self.threshold
+        soft = prepared.soft_prompt
+        prefix_tokens = 0 if self.base.is_seq2seq else len(prepared.prefix_ids)
         return Routing(
             departments=d.departments,
             confidence=d.confidence,
             strategy=strategy,
-            input_tokens=input_tokens,
+            input_tokens=prefix_tokens + request_tokens,
             generated_tokens=d.generated_tokens,
             latency_ms=elapsed,
-            virtual_tokens=virtual,
-            model_version=version,
+            virtual_tokens=soft.num_virtual_tokens if soft else 0,
+            model_version=soft.version if soft else None,
             needs_review=low,
             rag=rag,
         )

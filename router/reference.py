@@ -1,9 +1,11 @@
-"""The plain, uncached path: every step re-runs PEFT's own forward on the whole sequence.
+"""The plain, uncached path: every step re-runs the tuned model's forward on the whole sequence.
 
 Slow on purpose. It is the ground truth the fast path (prefix KV cache, batching,
 forced multi-token steps) must agree with, and the baseline the benchmark
-compares against. PEFT has had bugs where the soft prompt was silently dropped
-when a cache was passed; this path passes none.
+compares against. For PEFT methods it is PEFT's own forward (PEFT has had bugs where
+the soft prompt was silently dropped when a cache was passed; this path passes none);
+for a late prompt it is the model's plain forward through every layer with the
+prompt's keys/values inserted in front, recomputing the whole complaint at every step.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class UncachedStepper:
 
 
 def peft_forward(peft_model):
-    """Logits of PEFT's forward for the text positions (virtual-token positions stripped)."""
+    """Logits of the tuned model's forward for the text positions (virtual-token positions stripped)."""
     def run(ids: list[int]) -> torch.Tensor:
         tensor = torch.tensor([ids])
         logits = peft_model(input_ids=tensor, attention_mask=torch.ones_like(tensor)).logits[0]
@@ -48,16 +50,49 @@ def peft_forward(peft_model):
     return run
 
 
-def load_peft(base, artifact_path):
-    """PEFT's own model for an artifact (LoRA wraps a copy: it would otherwise modify the shared base)."""
+class LatePromptReference:
+    """A late prompt applied the plain way: a fresh cache holding only the prompt, the whole text fed after it."""
+
+    def __init__(self, model, layers: list[tuple[torch.Tensor, torch.Tensor]], init_ids: list[int]):
+        self.model, self.layers, self.init_ids = model, layers, list(init_ids)
+
+    def _cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache([(k.clone(), v.clone()) for k, v in self.layers])
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        n, width = len(self.init_ids), input_ids.shape[1]
+        return self.model(input_ids=input_ids, attention_mask=torch.ones(1, n + width, dtype=torch.long),
+                          position_ids=torch.arange(n, n + width)[None], past_key_values=self._cache())
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_allowed_tokens_fn=None, **kwargs):
+        """HF generate() over the prompt's cache: the prompt's token ids stand in front (generate skips the cached
+        positions), and are stripped from the output."""
+        n = len(self.init_ids)
+        full = torch.cat([torch.tensor([self.init_ids]), input_ids], dim=1)
+        allowed = None if prefix_allowed_tokens_fn is None else (lambda b, seq: prefix_allowed_tokens_fn(b, seq[n:]))
+        out = self.model.generate(input_ids=full, attention_mask=torch.ones_like(full), past_key_values=self._cache(),
+                                  prefix_allowed_tokens_fn=allowed, **kwargs)
+        return out[:, n:]
+
+
+def load_reference(base, artifact_path):
+    """The plain model for an artifact: PEFT's own (LoRA wraps a copy: it would otherwise modify the shared base),
+    or for a late prompt the frozen base with the prompt's keys/values in a fresh cache."""
     import copy
 
     from peft import PeftModel
 
     from router.artifact import read_metadata
     from router.modelio import use_attention
+    from router.soft_prompt import LATE_PROMPT, late_prompt_layers, read_late_prompt
 
-    lora = read_metadata(artifact_path).get("method") == "lora"
+    method = read_metadata(artifact_path).get("method")
+    if method == LATE_PROMPT:
+        config, keys, values = read_late_prompt(artifact_path)
+        return LatePromptReference(base.model, late_prompt_layers(base.model, config, keys, values), config["init_ids"])
+    lora = method == "lora"
     # the same attention kernel as the fast path's tuned copy: the comparison is about the path, not the kernel
     target = use_attention(copy.deepcopy(base.model), base.tuned_attention) if lora else base.model
     with warnings.catch_warnings():

@@ -135,7 +135,7 @@ def test_batches_share_follow_up_steps_and_answer_as_if_decoded_alone(tokenizer)
     drafts = [[["Marketing"], ["Warehouse", "Packaging"]], [list(DEPARTMENTS)], [[], ["Service"], ["Planning"]]]
     calls: list[list[int]] = []  # per opened stepper, its forward passes
 
-    def open_stepper():
+    def open_stepper(batch):
         stepper = CausalStepper(base.model, prefix, tokenizer.pad_token_id, allowed=codec.token_ids)
         calls.append(_counting(stepper))
         return stepper

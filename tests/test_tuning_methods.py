@@ -8,7 +8,7 @@ import torch
 from router.artifact import load_soft_prompt
 from router.departments import DEPARTMENTS
 from router.engine import Engine
-from router.reference import load_peft, route_uncached
+from router.reference import load_reference, route_uncached
 
 TEXTS = ["my blender died", "three of the four chairs are missing and the box was crushed", "rude agent on the phone"]
 
@@ -20,13 +20,15 @@ def _tune(tiny_base, tiny_train_file, tmp_path, method):
     from tuning.train import train
 
     lr = 0.005 if method == "lora" else 0.3
-    config = TuningConfig(method=method, epochs=3, num_virtual_tokens=4, learning_rate=lr, val_fraction=0.0, batch_size=4)
+    extra = {"prompt_layer": 1} if method == "late-prompt" else {}
+    config = TuningConfig(method=method, epochs=3, num_virtual_tokens=4, learning_rate=lr, val_fraction=0.0, batch_size=4,
+                          **extra)
     result = train(tiny_base, load_examples(tiny_train_file), config)
     out = tmp_path / method
     return save_artifact(result, build_metadata(tiny_base, config, result, tiny_train_file, method), out), result
 
 
-@pytest.mark.parametrize("method", ["prompt", "prefix", "lora"])
+@pytest.mark.parametrize("method", ["late-prompt", "prompt", "prefix", "lora"])
 def test_method_trains_serves_and_matches_uncached_peft(tiny_base, tiny_train_file, tmp_path, method):
     before = {k: v.clone() for k, v in tiny_base.model.state_dict().items()}
     engine = Engine(tiny_base)
@@ -35,7 +37,7 @@ def test_method_trains_serves_and_matches_uncached_peft(tiny_base, tiny_train_fi
     assert result.epoch_losses[-1] < result.epoch_losses[0], "loss goes down"
     soft = load_soft_prompt(artifact, tiny_base)
     fast = engine.route_batch(TEXTS, "tuned", soft_prompt=soft)
-    slow = route_uncached(tiny_base, load_peft(tiny_base, artifact), TEXTS)
+    slow = route_uncached(tiny_base, load_reference(tiny_base, artifact), TEXTS)
     assert [r.departments for r in fast] == [d.departments for d in slow]
     for f, s in zip(fast, slow):
         for name in DEPARTMENTS:
@@ -58,13 +60,13 @@ def test_lora_learning_rate_range_differs_from_prompt_tuning():
         TuningConfig(method="lora", learning_rate=0.3)
 
 
-@pytest.mark.parametrize("method", ["prompt", "prefix", "lora"])
+@pytest.mark.parametrize("method", ["late-prompt", "prompt", "prefix", "lora"])
 def test_plain_peft_generate_gives_the_fast_path_answer(tiny_base, tiny_train_file, tmp_path, method):
     from router.reference import generate_reference
 
     artifact, _ = _tune(tiny_base, tiny_train_file, tmp_path, method)
     fast = Engine(tiny_base).route_batch(TEXTS, "tuned", soft_prompt=load_soft_prompt(artifact, tiny_base))
-    reference = generate_reference(tiny_base, load_peft(tiny_base, artifact), TEXTS)
+    reference = generate_reference(tiny_base, load_reference(tiny_base, artifact), TEXTS)
     assert [r.departments for r in fast] == [names for names, _ in reference]
 
 

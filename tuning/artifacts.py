@@ -27,10 +27,12 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
                            "n_validation": result.n_val},
         "parameters": config.model_dump(),
         "loss_curve": {"train": result.epoch_losses, "validation": result.val_losses, "steps": result.step_losses},
+        "validation_exact_set": result.val_exact,
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "train_seconds": round(result.seconds, 1),
         "seconds_per_epoch": round(result.seconds_per_epoch, 1),
+        "cache_seconds": round(result.cache_seconds, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
@@ -42,7 +44,7 @@ def save_artifact(result: TrainResult, metadata: dict, out: Path) -> Path:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    result.peft_model.save_pretrained(str(tmp))
+    result.trained.save(tmp)
     (tmp / METADATA).write_text(json.dumps(metadata, indent=1))
     if out.exists():
         shutil.rmtree(out)

@@ -73,7 +73,7 @@ def strategy_numbers(service, strategy: str, texts: Sequence[str], batch_size: i
 
 
 def reference_numbers(service, texts: Sequence[str]) -> dict:
-    from router.reference import generate_reference, load_peft
+    from router.reference import generate_reference, load_reference
 
     base = service.engine.base
     if base.precision == "int8":  # PEFT cannot wrap int8 layers: the reference runs in fp32
@@ -82,7 +82,7 @@ def reference_numbers(service, texts: Sequence[str]) -> dict:
         from router.modelio import float_copy
 
         base = replace(base, model=float_copy(base.model), precision="fp32")
-    peft_model = load_peft(base, service.tuned_path())
+    peft_model = load_reference(base, service.tuned_path())
     generate_reference(base, peft_model, texts[:1])  # warm
     results = generate_reference(base, peft_model, texts)
     latencies = [ms for _, ms in results]

@@ -1,7 +1,7 @@
 """Tuning parameters, typed and validated the way watsonx Tuning Studio exposes them.
 
 Ranges follow watsonx: batch size 1-16, epochs 1-50, learning rate 0.01-0.5
-(prompt and prefix tuning; LoRA takes 0.00001-0.01), accumulation steps 1-128.
+(PEFT prompt and prefix tuning; the late prompt takes 0.001-0.5, LoRA 0.00001-0.01), accumulation steps 1-128.
 Defaults are the recipe of the shipped model and finish a tune of the shipped
 training set in under 20 minutes on a 2-core CPU. watsonx's own prompt-tuning
 defaults are `method=prompt, epochs=20, learning_rate=0.3, accumulation_steps=16`.
@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
-LR_RANGES = {"prompt": (0.01, 0.5), "prefix": (0.01, 0.5), "lora": (1e-5, 0.01)}
-DEFAULT_LR = {"prompt": 0.3, "prefix": 0.03, "lora": 0.001}
+LR_RANGES = {"late-prompt": (0.001, 0.5), "prompt": (0.01, 0.5), "prefix": (0.01, 0.5), "lora": (1e-5, 0.01)}
+DEFAULT_LR = {"late-prompt": 0.05, "prompt": 0.3, "prefix": 0.03, "lora": 0.001}
 
 
 def cpu_has_bf16() -> bool:
@@ -30,12 +30,24 @@ def cpu_has_bf16() -> bool:
 class TuningConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["prompt", "prefix", "lora"] = Field(
+    method: Literal["late-prompt", "prompt", "prefix", "lora"] = Field(
         "lora",
         description=(
-            "prompt: soft prompt at the input (shallow); prefix: a learned key/value prefix at every layer "
-            "(deep, P-tuning v2); lora: low-rank adapters beside the frozen weights (watsonx lists it beside prompt tuning)."
+            "late-prompt: a soft prompt of learned keys/values at the decoder layers >= prompt_layer (the layers below "
+            "read the initialization text, frozen, and are run once per training example); "
+            "prompt: soft prompt at the input (shallow, PEFT); prefix: a learned key/value prefix at every layer "
+            "(deep, P-tuning v2, PEFT); lora: low-rank adapters beside the frozen weights, not a soft prompt."
         ),
+    )
+    prompt_layer: int = Field(
+        8, ge=0, le=200,
+        description="late-prompt: first decoder layer with learned keys/values (0 = every layer; must be below the "
+        "model's layer count). Higher is faster to train, lower learns more.",
+    )
+    prompt_loss: Literal["decisions", "lm"] = Field(
+        "decisions",
+        description="late-prompt: decisions = cross-entropy of each choice the constrained decoder makes (a softmax over "
+        "the tokens it compares); lm = the LM loss on every answer token over the whole vocabulary.",
     )
     init: Literal["text", "random"] = Field(
         "text", description="Initialize from the business instruction text (its embeddings, or its keys/values for prefix), or randomly."
@@ -109,3 +121,14 @@ def describe_error(error: ValidationError) -> str:
                 rule = f" (allowed range {low} to {high})"
         lines.append(f"{name}: {item['msg']}{rule}")
     return "; ".join(lines)
+
+
+def describe_method(config: TuningConfig) -> str:
+    """What a tune trains, in words (CLI and console messages)."""
+    if config.method == "lora":
+        return f"LoRA adapters (rank {config.lora_rank}, every linear layer; not a soft prompt)"
+    if config.method == "late-prompt":
+        return (f"a late soft prompt ({config.num_virtual_tokens} virtual tokens, learned keys/values at layers "
+                f">= {config.prompt_layer}, {config.prompt_loss} loss)")
+    where = "keys/values at every layer" if config.method == "prefix" else "input embeddings"
+    return f"a PEFT {config.method}-tuning soft prompt ({config.num_virtual_tokens} virtual tokens, {where})"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -15,9 +14,9 @@ from router.codec import LabelCodec
 from router.dataset import Example
 from router.modelio import BaseModel
 from router.prompting import tuned_prompt
-from tuning.batches import Encoded, answer_loss, causal_batch, encode_examples, epoch_batches, keeps_logits_subset, seq2seq_batch, virtual_tokens
+from tuning.batches import encode_examples, epoch_batches
 from tuning.config import TuningConfig
-from tuning.peft_setup import build_peft_model
+from tuning.objectives import build_objective
 
 
 @dataclass
@@ -34,17 +33,21 @@ class Progress:
     eta_s: float
     epoch_end: bool = False
     val_loss: float | None = None
+    val_exact: float | None = None  # exact-set accuracy on the validation split (late prompt)
+    stage: str = "train"  # "cache": the frozen layers below a late prompt run once (step = examples done)
 
 
 @dataclass
 class TrainResult:
-    peft_model: object
+    trained: object  # the objective: what was trained, and how it saves itself (`trained.save(directory)`)
     epoch_losses: list[float] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
+    val_exact: list[float] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
     best_epoch: int = 0
     seconds: float = 0.0
-    seconds_per_epoch: float = 0.0
+    seconds_per_epoch: float = 0.0  # of the loop alone
+    cache_seconds: float = 0.0  # late prompt: running the frozen layers below it once
     n_train: int = 0
     n_val: int = 0
     stopped_early: bool = False
@@ -81,32 +84,17 @@ def lr_at(update: int, total: int, config: TuningConfig) -> float:
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _autocast(config: TuningConfig):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
-
-
-def batch_loss(model, items: Sequence[Encoded], seq2seq: bool, pad_id: int, config: TuningConfig) -> torch.Tensor:
-    if seq2seq:
-        with _autocast(config):
-            return model(**seq2seq_batch(items, pad_id)).loss
-    batch = causal_batch(items, pad_id)
-    if not keeps_logits_subset(model):
-        with _autocast(config):
-            return model(**batch).loss
-    return answer_loss(model, batch, virtual_tokens(model), _autocast(config))
-
-
 @torch.no_grad()
-def evaluate_loss(model, items: Sequence[Encoded], seq2seq: bool, pad_id: int, config: TuningConfig) -> float:
+def evaluate_loss(objective, items: Sequence) -> float:
     if not items:
         return float("nan")
-    model.eval()
+    objective.train(False)
     total, count = 0.0, 0
     for start in range(0, len(items), 16):
         chunk = items[start : start + 16]
-        total += float(batch_loss(model, chunk, seq2seq, pad_id, config)) * len(chunk)
+        total += float(objective.loss(chunk)) * len(chunk)
         count += len(chunk)
-    model.train()
+    objective.train(True)
     return total / count
 
 
@@ -125,24 +113,32 @@ def train(
     train_set, val_set = split_validation(examples, config.val_fraction, config.seed)
     train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens)
     val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens)
-    pad_id = tokenizer.pad_token_id
-    model = build_peft_model(base, config)
-    params = [p for p in model.parameters() if p.requires_grad]
+    started = time.perf_counter()
+
+    def cache_progress(done: int, total: int, elapsed: float) -> None:
+        if on_progress:
+            on_progress(Progress(0, config.epochs, done, total, 0.0, 0.0, elapsed, elapsed / done * (total - done),
+                                 stage="cache"))
+
+    objective = build_objective(base, config, train_set, train_items, val_set, val_items, cache_progress)
+    train_items, val_items = objective.train_items, objective.val_items
+    params = objective.parameters()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     batches_per_epoch = math.ceil(len(train_items) / config.batch_size)
     updates_per_epoch = math.ceil(batches_per_epoch / config.accumulation_steps)
     total_updates = updates_per_epoch * config.epochs
-    result = TrainResult(model, n_train=len(train_items), n_val=len(val_items))
-    best_val, best_state, stale, update = float("inf"), None, 0, 0
-    started = time.perf_counter()
-    model.train()
+    result = TrainResult(objective, n_train=len(train_items), n_val=len(val_items))
+    best_val, best_state, stale, update = (-1.0, float("-inf")), None, 0, 0
+    objective.train(True)
+    loop_started = time.perf_counter()  # ETAs from the loop's own pace (the cache above is done once)
+    result.cache_seconds = loop_started - started
     for epoch in range(1, config.epochs + 1):
         epoch_loss, seen = 0.0, 0
         batches = epoch_batches(train_items, config.batch_size, rng)
         for index, items in enumerate(batches):
             if should_stop and should_stop():
                 raise Cancelled()
-            loss = batch_loss(model, items, base.is_seq2seq, pad_id, config)
+            loss = objective.loss(items)
             (loss / config.accumulation_steps).backward()
             epoch_loss += float(loss.detach()) * len(items)
             seen += len(items)
@@ -156,34 +152,37 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 update += 1
                 if on_progress:
-                    elapsed = time.perf_counter() - started
                     done = (epoch - 1) * len(batches) + index + 1
-                    eta = elapsed / done * (config.epochs * len(batches) - done)
-                    on_progress(Progress(epoch, config.epochs, update, total_updates, float(loss.detach()), lr, elapsed, eta))
+                    eta = (time.perf_counter() - loop_started) / done * (config.epochs * len(batches) - done)
+                    on_progress(Progress(epoch, config.epochs, update, total_updates, float(loss.detach()), lr,
+                                         time.perf_counter() - started, eta))
         result.epoch_losses.append(epoch_loss / max(1, seen))
-        val_loss = evaluate_loss(model, val_items, base.is_seq2seq, pad_id, config)
+        val_loss = evaluate_loss(objective, val_items)
         result.val_losses.append(val_loss)
+        val_exact = objective.validation_exact_set()
+        if val_exact is not None:
+            result.val_exact.append(val_exact)
         if on_progress:
-            elapsed = time.perf_counter() - started
+            pace = (time.perf_counter() - loop_started) / epoch
             on_progress(
-                Progress(epoch, config.epochs, update, total_updates, result.epoch_losses[-1], 0.0, elapsed,
-                         elapsed / epoch * (config.epochs - epoch), epoch_end=True, val_loss=val_loss)
+                Progress(epoch, config.epochs, update, total_updates, result.epoch_losses[-1], 0.0,
+                         time.perf_counter() - started, pace * (config.epochs - epoch), epoch_end=True, val_loss=val_loss,
+                         val_exact=val_exact)
             )
-        if not val_items or val_loss < best_val:
-            best_val, stale, result.best_epoch = val_loss, 0, epoch
-            best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        # the best epoch: highest validation exact-set where it is measured (ties: lower loss), else lowest loss
+        score = (val_exact if val_exact is not None else 0.0, -val_loss)
+        if not val_items or score > best_val:
+            best_val, stale, result.best_epoch = score, 0, epoch
+            best_state = objective.snapshot()
         else:
             stale += 1
             if config.early_stopping_patience and stale >= config.early_stopping_patience:
                 result.stopped_early = True
                 break
     if best_state is not None:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name in best_state:
-                    p.copy_(best_state[name])
-    model.eval()
+        objective.restore(best_state)
+    objective.train(False)
     result.seconds = time.perf_counter() - started
-    result.seconds_per_epoch = result.seconds / max(1, len(result.epoch_losses))
+    result.seconds_per_epoch = (result.seconds - result.cache_seconds) / max(1, len(result.epoch_losses))
     return result
 

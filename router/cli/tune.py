@@ -16,12 +16,20 @@ from tuning.config import DEFAULT_LR, field_default as _default
 
 def _progress_printer(stream):
     def show(p):
+        if p.stage == "cache":
+            stream.write(f"\rrunning the frozen layers below the prompt once: {p.step}/{p.steps_total} examples "
+                         f"({p.step / max(p.elapsed_s, 1e-9):.0f}/s) ETA {p.eta_s:.0f}s   ")
+            if p.step == p.steps_total:
+                stream.write("\n")
+            stream.flush()
+            return
         bar_width = 24
         filled = int(bar_width * p.step / max(1, p.steps_total))
         bar = "#" * filled + "-" * (bar_width - filled)
         if p.epoch_end:
+            exact = "" if p.val_exact is None else f"  validation exact-set {p.val_exact:.3f}"
             stream.write(f"\repoch {p.epoch}/{p.epochs} done: train loss {p.loss:.4f}  validation loss {p.val_loss:.4f}"
-                         f"  elapsed {p.elapsed_s:.0f}s  ETA {p.eta_s:.0f}s\n")
+                         f"{exact}  elapsed {p.elapsed_s:.0f}s  ETA {p.eta_s:.0f}s\n")
         else:
             stream.write(f"\r[{bar}] epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps_total} loss {p.loss:.4f} "
                          f"lr {p.lr:.4f} ETA {p.eta_s:.0f}s   ")
@@ -33,8 +41,14 @@ def _progress_printer(stream):
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default="data/complaints.jsonl",
               show_default=True, help="Labeled training file (JSONL).")
 @click.option("--out", "out_path", type=click.Path(file_okay=False), required=True, help="Artifact directory to write.")
-@click.option("--method", type=click.Choice(["prompt", "prefix", "lora"]), default=None,
-              help=f"lora (low-rank adapters), prefix (deep prompt tuning, every layer) or prompt (shallow soft prompt); default {_default('method')}.")
+@click.option("--method", type=click.Choice(["late-prompt", "prompt", "prefix", "lora"]), default=None,
+              help="late-prompt (soft prompt: learned keys/values at the layers from --prompt-layer up), prompt (PEFT "
+              "shallow soft prompt), prefix (PEFT deep prefix, every layer) or lora (low-rank adapters, not a soft "
+              f"prompt); default {_default('method')}.")
+@click.option("--prompt-layer", type=int, default=None,
+              help=f"late-prompt: first layer with learned keys/values (default {_default('prompt_layer')}).")
+@click.option("--prompt-loss", type=click.Choice(["decisions", "lm"]), default=None,
+              help=f"late-prompt: loss on the decoder's decisions or the LM loss (default {_default('prompt_loss')}).")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
 @click.option("--init-text", default=None, help="Initialization text (default: the business instruction).")
 @click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
@@ -62,7 +76,7 @@ def tune(data_path, out_path, dev_path, version, **params):
     from pydantic import ValidationError
 
     from tuning.artifacts import build_metadata, save_artifact, update_metadata
-    from tuning.config import TuningConfig, describe_error
+    from tuning.config import TuningConfig, describe_error, describe_method
     from tuning.plots import loss_png, loss_terminal
     from tuning.train import train
 
@@ -77,7 +91,7 @@ def tune(data_path, out_path, dev_path, version, **params):
     service = RouterService(settings.model_copy(update={"precision": "fp32"}))
     base = service.engine.base
     out = Path(out_path)
-    click.echo(f"tuning {config.method} ({config.num_virtual_tokens} virtual tokens) on {len(examples)} examples "
+    click.echo(f"tuning {describe_method(config)} on {len(examples)} examples "
                f"from {data_path}; base model {base.model_id}", err=True)
     result = train(base, examples, config, on_progress=_progress_printer(sys.stderr))
     metadata = build_metadata(base, config, result, Path(data_path), version or out.name)

@@ -1,0 +1,68 @@
+"""The decisions the constrained decoder makes for an answer, as training targets.
+
+`router.decoding` never samples the whole vocabulary: at each department it compares only the
+first tokens of the departments that may still follow (canonical order, no repeats; deeper trie
+levels where names share tokens), and after each name only the separator against the end token.
+A loss over exactly those choices (a softmax restricted to the tokens compared) teaches the prompt
+what decoding reads and nothing else; forced tokens (the rest of a name, the separator) carry no loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from router.codec import LabelCodec
+from router.departments import DEPARTMENTS
+
+
+@dataclass(frozen=True)
+class Decision:
+    offset: int  # logits at (answer start - 1 + offset) predict answer token `offset`
+    allowed: tuple[int, ...]  # token ids compared
+    target: int  # the right one
+
+
+def decisions_for(codec: LabelCodec, departments: Sequence[str]) -> list[Decision]:
+    """Every choice the decoder makes while producing `departments` (canonical) after the answer cue."""
+    chosen = sorted(DEPARTMENTS.index(d) for d in departments)
+    out: list[Decision] = []
+    offset, previous = 0, -1
+    for position, index in enumerate(chosen):
+        if position:
+            offset += len(codec.sep_ids)
+        candidates = [d for d in range(len(DEPARTMENTS)) if d > previous]
+        name = codec.name_ids[index]
+        for depth, token in enumerate(name):
+            tokens = tuple(sorted({codec.name_ids[c][depth] for c in candidates if len(codec.name_ids[c]) > depth}))
+            if len(tokens) > 1:
+                out.append(Decision(offset + depth, tokens, token))
+            candidates = [c for c in candidates if len(codec.name_ids[c]) > depth and codec.name_ids[c][depth] == token]
+        offset += len(name)
+        previous = index
+        if index == len(DEPARTMENTS) - 1:
+            break  # nothing can follow the last department: the decoder stops without asking
+        last = position == len(chosen) - 1
+        out.append(Decision(offset, (codec.sep_ids[0], codec.eos_id), codec.eos_id if last else codec.sep_ids[0]))
+    return out
+
+
+def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence[int], decisions: Sequence[Decision],
+                  head_weight: torch.Tensor, head_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy of each decision, over the tokens it compares only.
+
+    `hidden` [b, t, d] after the final norm; decision i is read at hidden[rows[i], positions[i]].
+    """
+    tokens = sorted({t for d in decisions for t in d.allowed})
+    column = {t: i for i, t in enumerate(tokens)}
+    index = torch.tensor(tokens, dtype=torch.long)
+    picked = hidden[torch.tensor(list(rows)), torch.tensor(list(positions))]
+    logits = torch.nn.functional.linear(picked, head_weight[index], None if head_bias is None else head_bias[index]).float()
+    allowed = torch.zeros(len(decisions), len(tokens), dtype=torch.bool)
+    for i, d in enumerate(decisions):
+        allowed[i, [column[t] for t in d.allowed]] = True
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    targets = torch.tensor([column[d.target] for d in decisions])
+    return torch.nn.functional.cross_entropy(logits, targets)

@@ -1,0 +1,63 @@
+"""The training objective of a late prompt: upper layers over cached states, loss on the decoder's decisions."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from tuning.batches import IGNORE
+from tuning.decisions import decision_loss
+from tuning.late_prompt import DecoderParts, LatePrompt, run_layers
+from tuning.layer_cache import CachedExample, input_ids
+
+
+def _stack_states(items: Sequence[CachedExample]) -> torch.Tensor:
+    width = max(i.states.shape[0] for i in items)
+    out = torch.zeros(len(items), width, items[0].states.shape[1], dtype=items[0].states.dtype)
+    for n, item in enumerate(items):
+        out[n, : item.states.shape[0]] = item.states
+    return out
+
+
+def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], autocast) -> torch.Tensor:
+    """Final-norm hidden states [b, t, d] of a batch, from its cached layer-K states through the learned prompt."""
+    with autocast:
+        hidden = _stack_states(items)
+        compute = torch.bfloat16 if hidden.dtype == torch.bfloat16 else torch.float32
+        hidden = run_layers(parts, hidden.to(compute), prompt.first_layer, len(parts.layers), prompt.learned(),
+                            prompt.length)
+        return parts.norm(hidden)
+
+
+def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], loss: str,
+                     autocast) -> torch.Tensor:
+    """`decisions`: cross-entropy of each choice the constrained decoder makes (restricted softmax);
+    `lm`: the causal LM loss on every answer token (full vocabulary)."""
+    hidden = upper_hidden(parts, prompt, items, autocast)
+    weight = parts.head.weight
+    bias = getattr(parts.head, "bias", None)
+    if loss == "decisions":
+        rows, positions, decisions = [], [], []
+        for n, item in enumerate(items):
+            start = len(item.encoded.prompt) - 1
+            for d in item.decisions:
+                rows.append(n)
+                positions.append(start + d.offset)
+                decisions.append(d)
+        with autocast:
+            return decision_loss(hidden, rows, positions, decisions, weight, bias)
+    rows, positions, targets = [], [], []
+    for n, item in enumerate(items):
+        start = len(item.encoded.prompt) - 1
+        for j, token in enumerate(item.encoded.answer):
+            rows.append(n)
+            positions.append(start + j)
+            targets.append(token)
+    picked = hidden[torch.tensor(rows), torch.tensor(positions)]
+    with autocast:
+        logits = torch.nn.functional.linear(picked, weight, bias).float()
+    return torch.nn.functional.cross_entropy(logits, torch.tensor(targets), ignore_index=IGNORE)
+
+
+__all__ = ["late_prompt_loss", "upper_hidden", "input_ids"]

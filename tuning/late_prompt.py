@@ -1,0 +1,131 @@
+"""Late deep prompt: learned keys/values in front of the input at the decoder layers >= K only.
+
+The soft prompt is `n` virtual positions at the start of every sequence. At layers below K
+those positions hold the frozen keys/values of a real text (the initialization text, by
+default the business instruction): a hard prompt the model reads as it would any text. At
+layers K and up they hold learned keys/values, initialized from the same text's own.
+
+Because nothing below layer K depends on a learned weight, the hidden states entering layer
+K are computed once per training example (`tuning.layer_cache`) and every training step runs
+only layers K..L-1. At serving time the whole prefix is a plain key/value cache, so the frozen
+shared base model serves it like any text prefix (`router.artifact`): no second model copy.
+
+Decoder layers are called one by one with the model's rotary embeddings and an explicit
+additive mask (prefix columns visible to every position, causal among the sequence); right
+padding plus causality keeps pads out of the real tokens' states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class DecoderParts:
+    """The pieces of a plain causal LM (Llama-like: embed, layers, norm, rotary, head)."""
+
+    embed: torch.nn.Module
+    layers: Sequence[torch.nn.Module]
+    norm: torch.nn.Module
+    rotary: torch.nn.Module
+    head: torch.nn.Module
+
+    @classmethod
+    def of(cls, model) -> "DecoderParts":
+        body = getattr(model, "model", None)
+        needed = ("embed_tokens", "layers", "norm", "rotary_emb")
+        if body is None or not all(hasattr(body, name) for name in needed) or model.config.is_encoder_decoder:
+            raise ValueError(
+                "late-prompt tuning needs a decoder-only model with embed_tokens, layers, norm and rotary_emb "
+                f"(Llama, Mistral, Qwen, SmolLM); {type(model).__name__} is not one: use --method prompt or lora"
+            )
+        return cls(body.embed_tokens, list(body.layers), body.norm, body.rotary_emb, model.get_output_embeddings())
+
+
+class _PrefixOnly:
+    """The one method of a transformers Cache an attention layer calls: prepend this layer's prefix."""
+
+    def __init__(self, layers: dict[int, tuple[torch.Tensor, torch.Tensor]], batch: int):
+        self.layers, self.batch = layers, batch
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args, **kwargs):
+        k, v = self.layers[layer_idx]
+        k = k.to(keys.dtype).expand(self.batch, -1, -1, -1)
+        v = v.to(values.dtype).expand(self.batch, -1, -1, -1)
+        return torch.cat([k, keys], dim=2), torch.cat([v, values], dim=2)
+
+
+def prefix_mask(prefix: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """[1, 1, width, prefix + width] additive mask: every prefix column visible, causal after it."""
+    allowed = torch.ones(width, prefix + width, dtype=torch.bool)
+    allowed[:, prefix:] = torch.ones(width, width, dtype=torch.bool).tril()
+    mask = torch.zeros(width, prefix + width, dtype=dtype)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+def run_layers(parts: DecoderParts, hidden: torch.Tensor, first: int, last: int,
+               prefix: dict[int, tuple[torch.Tensor, torch.Tensor]], prefix_length: int) -> torch.Tensor:
+    """Hidden states [b, t, d] entering layer `first`, through layers first..last-1 after the prefix."""
+    batch, width = hidden.shape[:2]
+    positions = (prefix_length + torch.arange(width))[None].expand(batch, -1)
+    position_embeddings = parts.rotary(hidden, positions)
+    mask = prefix_mask(prefix_length, width, hidden.dtype if hidden.dtype.is_floating_point else torch.float32)
+    cache = _PrefixOnly(prefix, batch)
+    for layer in parts.layers[first:last]:
+        hidden = layer(hidden, attention_mask=mask.to(hidden.dtype), position_ids=positions,
+                       past_key_values=cache, position_embeddings=position_embeddings)
+    return hidden
+
+
+@torch.no_grad()
+def text_keys_values(model, ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer (keys, values) [1, kv_heads, len(ids), head_dim] of a text run through the frozen model."""
+    out = model(input_ids=torch.tensor([list(ids)]), use_cache=True)
+    return [(k.detach().float().clone(), v.detach().float().clone()) for k, v, *_ in out.past_key_values]
+
+
+def init_ids(tokenizer, text: str, n: int) -> list[int]:
+    """The first `n` tokens of `text` (repeated when it is shorter): the positions the prompt occupies."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError("the initialization text has no tokens")
+    return [ids[i % len(ids)] for i in range(n)]
+
+
+class LatePrompt(torch.nn.Module):
+    """The trainable soft prompt: keys/values for layers >= first_layer; frozen text keys/values below."""
+
+    def __init__(self, text_kv: list[tuple[torch.Tensor, torch.Tensor]], first_layer: int, random_init: bool = False,
+                 seed: int = 0):
+        super().__init__()
+        if not 0 <= first_layer < len(text_kv):
+            raise ValueError(f"first_layer {first_layer} is outside 0 to {len(text_kv) - 1} for this model")
+        self.first_layer = first_layer
+        self.length = text_kv[0][0].shape[-2]
+        self.frozen = [(k, v) for k, v in text_kv[:first_layer]]
+        keys = torch.stack([k[0] for k, _ in text_kv[first_layer:]])  # [layers, kv_heads, n, head_dim]
+        values = torch.stack([v[0] for _, v in text_kv[first_layer:]])
+        if random_init:
+            generator = torch.Generator().manual_seed(seed)
+            keys = torch.randn(keys.shape, generator=generator) * keys.std()
+            values = torch.randn(values.shape, generator=generator) * values.std()
+        self.keys = torch.nn.Parameter(keys.clone())
+        self.values = torch.nn.Parameter(values.clone())
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.frozen) + self.keys.shape[0]
+
+    def learned(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Layer index -> (keys, values) [1, kv_heads, n, head_dim] for the layers the prompt acts on."""
+        return {self.first_layer + i: (self.keys[i][None], self.values[i][None]) for i in range(self.keys.shape[0])}
+
+    def all_layers(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        return {**dict(enumerate(self.frozen)), **self.learned()}
+
+    def lower(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        return dict(enumerate(self.frozen))

@@ -1,0 +1,150 @@
+"""What one training step computes, per method: a PEFT model's LM loss, or a late prompt's decision loss.
+
+The train loop (`tuning.train`) only sees `parameters()`, `loss(items)`, `snapshot()`/`restore()`
+and `save(directory)`; each objective owns its model and its prepared examples.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from router.codec import LabelCodec
+from router.dataset import Example
+from router.departments import INSTRUCTION
+from router.modelio import BaseModel
+from tuning.batches import Encoded, answer_loss, causal_batch, keeps_logits_subset, seq2seq_batch, virtual_tokens
+from tuning.config import TuningConfig
+
+
+def autocast_for(config: TuningConfig):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
+
+
+class PeftObjective:
+    """PEFT prompt tuning, prefix tuning or LoRA: the causal (or seq2seq) LM loss on the answer tokens."""
+
+    def __init__(self, base: BaseModel, config: TuningConfig, train_items: Sequence[Encoded], val_items: Sequence[Encoded]):
+        from tuning.peft_setup import build_peft_model
+
+        self.base, self.config = base, config
+        self.model = build_peft_model(base, config)
+        self.train_items, self.val_items = list(train_items), list(val_items)
+        self.pad_id = base.tokenizer.pad_token_id
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def loss(self, items: Sequence[Encoded]) -> torch.Tensor:
+        autocast = autocast_for(self.config)
+        if self.base.is_seq2seq:
+            with autocast:
+                return self.model(**seq2seq_batch(items, self.pad_id)).loss
+        batch = causal_batch(items, self.pad_id)
+        if not keeps_logits_subset(self.model):
+            with autocast:
+                return self.model(**batch).loss
+        return answer_loss(self.model, batch, virtual_tokens(self.model), autocast)
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
+    def validation_exact_set(self) -> float | None:
+        return None  # PEFT methods pick their epoch on the validation loss alone
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in self.model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        for name, p in self.model.named_parameters():
+            if name in state:
+                p.copy_(state[name])
+
+    def save(self, directory: Path) -> None:
+        self.model.save_pretrained(str(directory))
+
+
+class LatePromptObjective:
+    """Late deep prompt (`tuning.late_prompt`): layers below K run once per example, steps run the rest."""
+
+    def __init__(self, base: BaseModel, config: TuningConfig, train_set: Sequence[Example], train_items: Sequence[Encoded],
+                 val_set: Sequence[Example], val_items: Sequence[Encoded],
+                 on_cache: Callable[[int, int, float], None] | None = None):
+        from tuning.late_prompt import DecoderParts, LatePrompt, init_ids, text_keys_values
+        from tuning.layer_cache import cache_examples
+
+        if base.is_seq2seq:
+            raise ValueError("--method late-prompt is for decoder-only models; use --method prompt for seq2seq")
+        self.base, self.config = base, config
+        self.parts = DecoderParts.of(base.model)
+        if config.prompt_layer >= len(self.parts.layers):
+            raise ValueError(f"prompt_layer {config.prompt_layer} is outside 0 to {len(self.parts.layers) - 1} "
+                             f"for this model ({len(self.parts.layers)} decoder layers)")
+        self.init_text = config.init_text or INSTRUCTION
+        self.init_ids = init_ids(base.tokenizer, self.init_text, config.num_virtual_tokens)
+        self.prompt = LatePrompt(text_keys_values(base.model, self.init_ids), config.prompt_layer,
+                                 random_init=config.init == "random", seed=config.seed)
+        codec = LabelCodec.for_tokenizer(base.tokenizer)
+        dtype = torch.bfloat16 if config.bf16 else torch.float32
+        pad = base.tokenizer.pad_token_id
+        autocast = autocast_for(config)
+        every = list(train_items) + list(val_items)
+        labels = [ex.departments for ex in list(train_set) + list(val_set)]
+        cached = cache_examples(self.parts, self.prompt, every, codec, labels, pad, autocast, dtype, on_progress=on_cache)
+        self.train_items, self.val_items = cached[: len(train_items)], cached[len(train_items) :]
+        self.val_set = list(val_set)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.prompt.parameters())
+
+    def loss(self, items) -> torch.Tensor:
+        from tuning.late_objective import late_prompt_loss
+
+        return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss, autocast_for(self.config))
+
+    def train(self, mode: bool = True) -> None:
+        self.prompt.train(mode)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in self.prompt.named_parameters()}
+
+    @torch.no_grad()
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        for name, p in self.prompt.named_parameters():
+            p.copy_(state[name])
+
+    @torch.no_grad()
+    def validation_exact_set(self) -> float | None:
+        """Exact-set accuracy on the validation split, routed as serving routes (constrained decoding)."""
+        if not self.val_set:
+            return None
+        from router.artifact import SoftPrompt
+        from router.backends import PrefixCache
+        from router.engine import Engine
+
+        layers = self.prompt.all_layers()
+        prefix = PrefixCache([(k.detach().clone(), v.detach().clone()) for k, v in
+                              (layers[i] for i in range(self.prompt.num_layers))], self.prompt.length)
+        current = SoftPrompt(Path("(training)"), "late-prompt", {"version": "training"}, None, prefix)
+        routed = Engine(self.base).route_many([ex.input for ex in self.val_set], "tuned", soft_prompt=current)
+        right = sum(list(r.departments) == list(ex.departments) for r, ex in zip(routed, self.val_set))
+        return right / len(self.val_set)
+
+    def save(self, directory: Path) -> None:
+        from router.soft_prompt import save_late_prompt
+
+        save_late_prompt(directory, self.prompt.keys.detach(), self.prompt.values.detach(), self.config.prompt_layer,
+                         self.init_ids, self.init_text)
+
+
+def build_objective(base: BaseModel, config: TuningConfig, train_set, train_items, val_set, val_items, on_cache=None):
+    if config.method == "late-prompt":
+        return LatePromptObjective(base, config, train_set, train_items, val_set, val_items, on_cache)
+    return PeftObjective(base, config, train_items, val_items)
+
+
+__all__ = ["build_objective", "PeftObjective", "LatePromptObjective", "autocast_for"]
