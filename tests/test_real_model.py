@@ -80,11 +80,11 @@ def test_fast_path_matches_uncached_peft_forward(real_base):
     """Prefix KV cache + batching + forced steps give PEFT's own answers (soft prompt not dropped)."""
     from router.artifact import load_soft_prompt
     from router.engine import Engine
-    from router.reference import load_peft, route_uncached
+    from router.reference import load_reference, route_uncached
 
     texts = [t for t, _ in REFERENCES] + ["my fridge is loud", "coupon didnt work and the agent was rude"]
     fast = Engine(real_base).route_batch(texts, "tuned", soft_prompt=load_soft_prompt(DEFAULT_TUNED, real_base))
-    slow = route_uncached(real_base, load_peft(real_base, DEFAULT_TUNED), texts)
+    slow = route_uncached(real_base, load_reference(real_base, DEFAULT_TUNED), texts)
     assert [r.departments for r in fast] == [d.departments for d in slow]
     for f, s in zip(fast, slow):
         for name in DEPARTMENTS:
@@ -113,7 +113,7 @@ def test_short_real_tuning_run_lowers_loss_and_round_trips(real_base, tmp_path):
     assert meta["base_model_sha256"] == real_base.fingerprint and meta["training_data"]["sha256"]
     loaded = load_soft_prompt(out, real_base)
     with torch.no_grad():
-        saved_prefix = result.peft_model.get_prompt(batch_size=1)
+        saved_prefix = result.trained.model.get_prompt(batch_size=1)
     for (k1, v1, *_), (k2, v2) in zip(saved_prefix, loaded.prefix.layers):
         assert torch.allclose(k1, k2) and torch.allclose(v1, v2)
     text = examples[0].input
