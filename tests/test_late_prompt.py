@@ -141,6 +141,11 @@ def test_tuning_keeps_every_base_weight_bit_identical_and_the_artifact_is_small(
     config = json.loads((artifact / "soft_prompt.json").read_text())
     assert config["method"] == "late-prompt" and config["first_layer"] == 2 and config["num_virtual_tokens"] == 4
     assert (artifact / "soft_prompt.safetensors").stat().st_size < 4 * 2 * 2 * 4 * 16 * 4 + 1000  # keys+values only
+    card = (artifact / "README.md").read_text()
+    assert "soft prompt" in card and "late deep prompt" in card and "[More Information Needed]" not in card
+    for path in artifact.iterdir():
+        if path.suffix in (".json", ".md"):
+            assert str(tmp_path) not in path.read_text() and "/root/" not in path.read_text(), path.name
 
 
 def test_served_prompt_equals_the_trained_one_and_the_plain_reference(tokenizer, tiny_train_file, tmp_path):

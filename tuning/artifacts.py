@@ -1,4 +1,8 @@
-"""Saving a tuned soft prompt as a versioned artifact directory (PEFT format + metadata)."""
+"""Saving a tuned model as a versioned artifact directory: the method's own files, triage.json and a model card.
+
+A late prompt writes `soft_prompt.safetensors` + `soft_prompt.json`; PEFT methods write PEFT's format
+(`adapter_config.json` + `adapter_model.safetensors`). No absolute path of the machine that made it is kept.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,19 @@ from pathlib import Path
 from router.artifact import METADATA
 from router.dataset import file_sha256
 from router.modelio import BaseModel
+from router.settings import project_root
 from tuning.config import TuningConfig
+from tuning.model_card import write_model_card
 from tuning.train import TrainResult
+
+
+def portable_path(path: Path) -> str:
+    """A path as it reads on any machine: relative to the project when inside it, else the file name alone."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(project_root()))
+    except ValueError:
+        return resolved.name
 
 
 def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, data_path: Path, version: str,
@@ -23,7 +38,8 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
         "base_model": base.model_id,
         "base_model_sha256": base.fingerprint,
         "prompt_format": "Complaint: {text}\\nDepartments: {labels}",
-        "training_data": {"path": str(data_path), "sha256": file_sha256(data_path), "n_train": result.n_train,
+        "trainable_parameters": sum(p.numel() for p in result.trained.parameters()),
+        "training_data": {"path": portable_path(data_path), "sha256": file_sha256(data_path), "n_train": result.n_train,
                            "n_validation": result.n_val},
         "parameters": config.model_dump(),
         "loss_curve": {"train": result.epoch_losses, "validation": result.val_losses, "steps": result.step_losses},
@@ -45,7 +61,9 @@ def save_artifact(result: TrainResult, metadata: dict, out: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     result.trained.save(tmp)
+    _scrub_peft_config(tmp, metadata.get("base_model"))
     (tmp / METADATA).write_text(json.dumps(metadata, indent=1))
+    write_model_card(tmp)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -57,4 +75,14 @@ def update_metadata(path: Path, **fields) -> dict:
     data = json.loads(meta_file.read_text())
     data.update(fields)
     meta_file.write_text(json.dumps(data, indent=1))
+    write_model_card(path)
     return data
+
+
+def _scrub_peft_config(directory: Path, model_id: str | None) -> None:
+    """PEFT records the base model's local path (a cache directory of this machine): keep the model's id instead."""
+    config_file = directory / "adapter_config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        config["base_model_name_or_path"] = model_id
+        config_file.write_text(json.dumps(config, indent=2))

@@ -1,0 +1,83 @@
+"""The artifact's README.md: what it is, how it was made, what it measured (from its triage.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from router.artifact import METADATA
+
+WHAT = {
+    "late-prompt": (
+        "a **soft prompt** (late deep prompt): {n} virtual positions in front of every complaint. At decoder layers "
+        "below {k} they hold the frozen model's keys/values for the initialization text; at layers {k} and up, learned "
+        "keys/values. Every base weight is unchanged; it is served from the shared base model's prefix cache "
+        "(`soft_prompt.safetensors` + `soft_prompt.json`, which says exactly how to apply it)."
+    ),
+    "prompt": "a **soft prompt** (PEFT prompt tuning): {n} learned input embeddings in front of every complaint.",
+    "prefix": "a **soft prompt** (PEFT prefix tuning): {n} learned keys/values at every decoder layer.",
+    "lora": (
+        "a **LoRA adapter** (PEFT, rank {rank} on every linear layer), not a soft prompt: it is served from a copy of "
+        "the base model with the adapters merged in."
+    ),
+}
+
+
+def _metrics_lines(meta: dict) -> list[str]:
+    lines = []
+    if meta.get("validation_exact_set"):
+        best = meta.get("best_epoch") or len(meta["validation_exact_set"])
+        lines.append(f"- validation split of the training file (picks the epoch): exact-set "
+                     f"{meta['validation_exact_set'][best - 1]:.3f} at epoch {best}")
+    for key in ("dev_metrics", "test_metrics"):
+        m = meta.get(key)
+        if m:
+            lines.append(f"- `{m.get('data')}` ({m.get('n')} complaints, held out): exact-set {m['exact_set_accuracy']:.4f}, "
+                         f"micro F1 {m['micro_f1']:.3f}, macro F1 {m['macro_f1']:.3f}")
+    return lines or ["- not evaluated yet (`triage eval --model <this directory>`)"]
+
+
+def model_card(meta: dict) -> str:
+    params = meta.get("parameters", {})
+    method = meta.get("method", "prompt")
+    what = WHAT.get(method, method).format(n=params.get("num_virtual_tokens"), k=params.get("prompt_layer"),
+                                          rank=params.get("lora_rank"))
+    data = meta.get("training_data", {})
+    curve = meta.get("loss_curve", {})
+    lines = [
+        f"# {meta.get('version')}",
+        "",
+        f"Complaint routing for `triage`: {what}",
+        "",
+        f"- base model: `{meta.get('base_model')}` (sha256 `{str(meta.get('base_model_sha256'))[:16]}…`); "
+        "loading it on another base model is refused",
+        f"- trainable parameters: {meta.get('trainable_parameters', 'n/a')}",
+        f"- prompt format: `{meta.get('prompt_format')}`",
+        "",
+        "## How it was made",
+        "",
+        f"- training data: `{data.get('path')}` (sha256 `{str(data.get('sha256'))[:16]}…`), {data.get('n_train')} examples "
+        f"trained on, {data.get('n_validation')} held out as the validation split",
+        f"- parameters: `{json.dumps(params, sort_keys=True)}`",
+        f"- {meta.get('train_seconds')} s in all ({meta.get('cache_seconds', 0)} s running the frozen layers once, "
+        f"{meta.get('seconds_per_epoch')} s per epoch); best epoch {meta.get('best_epoch')}"
+        + (" (stopped early)" if meta.get("stopped_early") else ""),
+        f"- loss per epoch: train {[round(x, 4) for x in curve.get('train', [])]}, "
+        f"validation {[round(x, 4) for x in curve.get('validation', [])]} (`loss.png`)",
+        f"- created {meta.get('created')}",
+        "",
+        "## Measured",
+        "",
+        *_metrics_lines(meta),
+        "",
+        "Serve it with `TRIAGE_TUNED_MODEL=<this directory> triage serve`, or `triage route --model <this directory>`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(directory: Path) -> Path:
+    meta = json.loads((Path(directory) / METADATA).read_text())
+    out = Path(directory) / "README.md"
+    out.write_text(model_card(meta))
+    return out
