@@ -21,8 +21,9 @@ from router.service import default_shots_file
               help="Repeatable; default: all of them.")
 @click.option("--train", "train_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Training file for the baselines (default: the shots file, data/complaints.jsonl).")
-@click.option("--model", "model_path", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Soft-prompt artifact for the tuned strategy.")
+@click.option("--model", "model_paths", type=click.Path(exists=True, file_okay=False), multiple=True,
+              help="Tuned artifact for the tuned strategy; repeat it to compare methods in one table (method, "
+              "parameters, size, training time, accuracy, tokens, latency, memory) beside the baselines.")
 @click.option("--shots", type=click.IntRange(0, 32), default=None, help="Examples in the multi-shot prompt.")
 @click.option("--rag", is_flag=True, help="Also run each LM strategy with policy passages (and report retrieval recall).")
 @click.option("--precedents", is_flag=True, help="Also run each LM strategy with retrieved labeled precedents.")
@@ -33,7 +34,7 @@ from router.service import default_shots_file
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Where metrics.json and f1.png go (default: <data_dir>/evals/<time>).")
 @click.option("--plot/--no-plot", default=True, help="Draw the per-department F1 chart in the terminal.")
-def eval_command(data_path, strategies, train_path, model_path, shots, rag, precedents, limit, batch_size, as_json,
+def eval_command(data_path, strategies, train_path, model_paths, shots, rag, precedents, limit, batch_size, as_json,
                  out_dir, plot):
     """Exact-set accuracy, per-department P/R/F1, micro/macro F1, tokens and latency per strategy."""
     from tuning.evaluate import ALL_STRATEGIES, evaluate_baseline, evaluate_lm, format_table
@@ -44,7 +45,9 @@ def eval_command(data_path, strategies, train_path, model_path, shots, rag, prec
     strategies = list(strategies) or list(ALL_STRATEGIES)
     train = load_examples(train_path or default_shots_file(settings), settings.max_input_chars)
     _refuse_overlap(examples, train, data_path)
-    service = get_service(tuned_path=model_path)
+    if len(model_paths) > 1:
+        return _compare_methods(model_paths, strategies, train, examples, data_path, batch_size, as_json, out_dir, settings)
+    service = get_service(tuned_path=model_paths[0] if model_paths else None)
     reports = []
     variants = [(False, False)] + ([(True, False)] if rag else []) + ([(False, True)] if precedents else [])
     for strategy in strategies:
@@ -75,6 +78,31 @@ def eval_command(data_path, strategies, train_path, model_path, shots, rag, prec
     if plot:
         click.echo(f1_terminal(result["strategies"]))
     click.echo(f"\nwritten: {out / 'metrics.json'}, {out / 'f1.png'}")
+
+
+def _compare_methods(model_paths, strategies, train, examples, data_path, batch_size, as_json, out_dir, settings):
+    from tuning.compare_methods import evaluate_artifact, format_methods_table, methods_json, methods_png
+    from tuning.evaluate import evaluate_baseline
+
+    service = get_service()
+    reports = []
+    for path in model_paths:
+        with click.progressbar(length=len(examples), label=f"{Path(path).name:<22}", file=click.get_text_stream("stderr")) as bar:
+            def advance(done, total, bar=bar):
+                bar.update(done - bar.pos)
+            reports.append(evaluate_artifact(service, Path(path), examples, batch_size=batch_size, on_progress=advance))
+    for name in [s for s in (strategies or ("tfidf", "embedding")) if s in ("tfidf", "embedding")]:
+        reports.append(evaluate_baseline(name, train, examples))
+    result = {"data": str(data_path), "n": len(examples), "methods": methods_json(reports)}
+    out = Path(out_dir) if out_dir else settings.data_dir / "evals" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    methods_png(reports, out / "methods.png", f"exact-set accuracy on {Path(data_path).name} ({len(examples)})")
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    click.echo(format_methods_table(reports))
+    click.echo(f"\nwritten: {out / 'metrics.json'}, {out / 'methods.png'}")
 
 
 def _refuse_overlap(examples, train, data_path) -> None:

@@ -1,0 +1,111 @@
+"""One table over several tuned artifacts (and the baselines): what each method costs and what it routes.
+
+Per artifact: method, trainable parameters, artifact size, training time (from its triage.json), and,
+measured here on one labeled file in one process: exact-set, micro/macro F1, input tokens, p50 latency
+(one complaint at a time) and the memory serving it adds to the shared base model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+from router.artifact import read_metadata
+from router.dataset import Example
+from tuning.evaluate import StrategyReport, evaluate_lm
+from tuning.metrics import percentile
+
+
+def current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def artifact_bytes(path: Path) -> int:
+    """The files that hold the tuned weights (not the card, the plots or the metadata)."""
+    return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+
+
+def evaluate_artifact(service, path: Path, examples: Sequence[Example], *, batch_size: int, latency_n: int = 40,
+                      on_progress=None) -> StrategyReport:
+    """Route `examples` with the artifact at `path` (batched for the metrics, one at a time for latency)."""
+    meta = read_metadata(path)
+    service.engine  # the base model is loaded before the artifact's memory is measured
+    before = current_rss_mb()
+    service.use_tuned(path)
+    report = evaluate_lm(service, "tuned", examples, batch_size=batch_size, on_progress=on_progress)
+    singles = []
+    for ex in examples[:latency_n]:
+        began = time.perf_counter()
+        service.route(ex.input, "tuned")
+        singles.append((time.perf_counter() - began) * 1000)
+    report.strategy = f"tuned {meta.get('version') or Path(path).name}"
+    report.extra.update({
+        "method": meta.get("method"),
+        "artifact": str(path),
+        "trainable_parameters": meta.get("trainable_parameters") or _count_parameters(path),
+        "artifact_bytes": artifact_bytes(path),
+        "train_seconds": meta.get("train_seconds"),
+        "single_p50_ms": round(percentile(singles, 50), 1),
+        "memory_added_mb": round(current_rss_mb() - before, 1),
+    })
+    return report
+
+
+def _count_parameters(path: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in Path(path).glob("*.safetensors"):
+        with safe_open(str(file), "pt") as handle:
+            total += sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
+    return total
+
+
+def format_methods_table(reports: Sequence[StrategyReport]) -> str:
+    header = (f"{'model':<30} {'method':<12} {'params':>9} {'size':>9} {'train s':>8} {'exact':>6} {'microF1':>8} "
+              f"{'macroF1':>8} {'in tok':>7} {'p50 ms':>7} {'+mem MB':>8}")
+    lines = [header, "-" * len(header)]
+    for r in reports:
+        j, e = r.to_json(), r.extra
+        size = f"{e['artifact_bytes'] / 1e6:.2f} MB" if "artifact_bytes" in e else "–"
+        lines.append(
+            f"{r.strategy:<30} {e.get('method', '–'):<12} {e.get('trainable_parameters', '–')!s:>9} {size:>9} "
+            f"{e.get('train_seconds', '–')!s:>8} {j['exact_set_accuracy']:>6.3f} {j['micro_f1']:>8.3f} {j['macro_f1']:>8.3f} "
+            f"{j['mean_input_tokens']:>7.1f} {e.get('single_p50_ms', '–')!s:>7} {e.get('memory_added_mb', '–')!s:>8}"
+        )
+    return "\n".join(lines)
+
+
+def methods_png(reports: Sequence[StrategyReport], path: Path, title: str) -> Path:
+    from tuning.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.8), dpi=110)
+    names = [r.strategy for r in reports]
+    values = [r.metrics["exact_set_accuracy"] for r in reports]
+    bars = ax.barh(names, values, color=["#4C72B0" if "method" in r.extra else "#999999" for r in reports])
+    for bar, r in zip(bars, reports):
+        label = f"{r.metrics['exact_set_accuracy']:.3f}"
+        if "artifact_bytes" in r.extra:
+            label += f"  ({r.extra['method']}, {r.extra['artifact_bytes'] / 1e6:.2f} MB)"
+        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8)
+    ax.set_xlim(0, 1.25)
+    ax.set_xlabel("exact-set accuracy")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def methods_json(reports: Sequence[StrategyReport]) -> dict:
+    return {r.strategy: r.to_json() for r in reports}
+
+
+__all__ = ["evaluate_artifact", "format_methods_table", "methods_png", "methods_json"]
