@@ -1,4 +1,4 @@
-"""triage tune: prompt-tune a soft prompt on labeled complaints (watsonx-style parameters)."""
+"""triage tune: adapt the frozen model to labeled complaints (soft prompt or LoRA; watsonx-style parameters)."""
 
 from __future__ import annotations
 
@@ -68,10 +68,11 @@ def _progress_printer(stream):
               help="Held-out file to evaluate the result on; metrics are stored in the artifact.")
 @click.option("--version", "version", default=None, help="Version name stored in the metadata (default: the directory name).")
 def tune(data_path, out_path, dev_path, version, **params):
-    """Tune a soft prompt; the base model's weights never change.
+    """Tune a soft prompt (late-prompt, prompt, prefix) or a LoRA adapter; the base model's weights never change.
 
-    Writes a PEFT artifact (adapter_config.json + adapter_model.safetensors) with
-    triage.json metadata, loss.png, and prints the loss curve.
+    Writes the artifact directory: soft_prompt.safetensors + soft_prompt.json (late-prompt) or PEFT's
+    adapter_config.json + adapter_model.safetensors (prompt, prefix, lora), with triage.json metadata,
+    a model card (README.md) and loss.png, and prints the loss curve.
     """
     from pydantic import ValidationError
 
