@@ -1,10 +1,13 @@
-"""Soft-prompt artifacts: a PEFT adapter directory plus triage's metadata.
+"""Tuned-model artifacts: the method's files plus triage's metadata and a model card.
 
 Layout of a version directory::
 
-    adapter_config.json         PEFT (PeftModel.from_pretrained loads it)
-    adapter_model.safetensors   PEFT
+    soft_prompt.safetensors     late prompt: learned keys/values (router.soft_prompt says how to apply them)
+    soft_prompt.json            late prompt: first layer, length, initialization text
+    adapter_config.json         PEFT methods (prompt, prefix, lora): PeftModel.from_pretrained loads it
+    adapter_model.safetensors   PEFT methods
     triage.json                 base model + hash, data hash, parameters, loss curve, metrics, created
+    README.md                   the model card
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ class ArtifactError(ValueError):
 
 
 @dataclass
-class SoftPrompt:
-    """A tuned artifact ready to serve: a soft prompt/prefix, or (LoRA) a model with the adapters merged."""
+class TunedModel:
+    """A tuned artifact ready to serve: a soft prompt (its keys/values in front of every input, on the shared
+    base model), or a LoRA adapter (`model`: a copy of the base with the adapters merged in)."""
 
     path: Path
-    method: str  # "prompt", "prefix" or "lora"
+    method: str  # "late-prompt", "prompt" or "prefix" (soft prompts), or "lora"
     metadata: dict
     embeds: torch.Tensor | None  # prompt tuning: [n_virtual, hidden]
     prefix: PrefixCache  # keys/values every complaint is decoded after
@@ -73,7 +77,7 @@ def check_base(metadata: dict, base, path: Path) -> None:
 
 
 @torch.no_grad()
-def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
+def load_tuned_model(path: str | Path, base) -> TunedModel:
     """Load an artifact onto `base` (refused if tuned on another base model)."""
     from peft import PeftModel
 
@@ -87,7 +91,7 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     if metadata.get("method") == "lora":
         merged = merged_lora_model(base, path)
         pack_linears(merged)  # the merged copy only serves: its layers can be packed (bit-identical, faster)
-        return SoftPrompt(path, "lora", metadata, None, PrefixCache.empty(), merged)
+        return TunedModel(path, "lora", metadata, None, PrefixCache.empty(), merged)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # PEFT cannot load onto int8 layers; a soft prompt only needs a float twin for as long as it is read
@@ -99,13 +103,13 @@ def load_soft_prompt(path: str | Path, base) -> SoftPrompt:
     if method == "prefix":
         if base.is_seq2seq:
             raise ArtifactError(f"{path}: prefix tuning is supported for causal models only")
-        return SoftPrompt(path, method, metadata, None, PrefixCache.from_cache(prompt).to(base.model.dtype))
+        return TunedModel(path, method, metadata, None, PrefixCache.from_cache(prompt).to(base.model.dtype))
     embeds = prompt[0].detach().clone()
     prefix = PrefixCache.empty() if base.is_seq2seq else embeds_prefix_cache(base.model, embeds)
-    return SoftPrompt(path, method, metadata, embeds, prefix)
+    return TunedModel(path, method, metadata, embeds, prefix)
 
 
-def _load_late_prompt(path: Path, metadata: dict, base) -> SoftPrompt:
+def _load_late_prompt(path: Path, metadata: dict, base) -> TunedModel:
     if base.is_seq2seq:
         raise ArtifactError(f"{path}: a late prompt is for decoder-only models; the loaded base model is seq2seq")
     try:
@@ -114,7 +118,7 @@ def _load_late_prompt(path: Path, metadata: dict, base) -> SoftPrompt:
     except (OSError, KeyError, ValueError) as exc:
         raise ArtifactError(f"{path}: cannot read the soft prompt ({exc})") from exc
     layers = late_prompt_layers(base.model, config, keys, values)
-    return SoftPrompt(path, LATE_PROMPT, metadata, None, PrefixCache(layers, config["num_virtual_tokens"]))
+    return TunedModel(path, LATE_PROMPT, metadata, None, PrefixCache(layers, config["num_virtual_tokens"]))
 
 
 def merged_lora_model(base, path: Path) -> torch.nn.Module:

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import torch
 
-from router.artifact import SoftPrompt
+from router.artifact import TunedModel
 from router.backends import CausalStepper, PrefixCache, RowPrefixes, Seq2SeqStepper, extend_prefix, text_prefix_cache
 from router.codec import LabelCodec
 from router.dataset import Example
@@ -34,7 +34,7 @@ class _Prepared:
     parts: PromptParts
     prefix_ids: list[int]
     prefix: PrefixCache
-    soft_prompt: SoftPrompt | None = None
+    tuned: TunedModel | None = None
     head_ids: list[int] = field(default_factory=list)  # the template's fixed start ("Complaint:"), when cached
     with_head: "_Prepared | None" = None  # the same prompt with head_ids moved into the prefix cache
 
@@ -58,15 +58,15 @@ class Engine:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _prepare(self, strategy: str, shots: int, soft_prompt: SoftPrompt | None) -> _Prepared:
-        key = (strategy, shots if strategy == "multi-shot" else 0, id(soft_prompt) if strategy == "tuned" else None)
+    def _prepare(self, strategy: str, shots: int, tuned: TunedModel | None) -> _Prepared:
+        key = (strategy, shots if strategy == "multi-shot" else 0, id(tuned) if strategy == "tuned" else None)
         if key in self._prepared:
             return self._prepared[key]
         seq2seq = self.base.is_seq2seq
         if strategy == "tuned":
-            if soft_prompt is None:
+            if tuned is None:
                 raise StrategyError("the tuned strategy needs a soft-prompt artifact (triage tune, or TRIAGE_TUNED_MODEL)")
-            prepared = _Prepared(tuned_prompt(seq2seq), [], soft_prompt.prefix, soft_prompt)
+            prepared = _Prepared(tuned_prompt(seq2seq), [], tuned.prefix, tuned)
         elif strategy in ("zero-shot", "multi-shot"):
             chosen = pick_shots(self.shots_pool, shots) if strategy == "multi-shot" else []
             if strategy == "multi-shot" and shots > 0 and not chosen:
@@ -94,7 +94,7 @@ class Engine:
             if ids and sample[: len(ids)] == ids and len(sample) > len(ids):
                 prefix = extend_prefix(self._model_for(prepared), prepared.prefix, ids)
                 prepared.head_ids = ids
-                prepared.with_head = _Prepared(prepared.parts, prepared.prefix_ids + ids, prefix, prepared.soft_prompt)
+                prepared.with_head = _Prepared(prepared.parts, prepared.prefix_ids + ids, prefix, prepared.tuned)
                 return
 
     def shots_for(self, k: int) -> list[Example]:
@@ -106,14 +106,14 @@ class Engine:
         pad = self.tokenizer.pad_token_id
         first = prepared[0]
         if self.base.is_seq2seq:
-            soft = first.soft_prompt.embeds if first.soft_prompt is not None else None
+            soft = first.tuned.embeds if first.tuned is not None else None
             return Seq2SeqStepper(self._model_for(first), soft, pad)
         same = all(p is first for p in prepared)
         prefix = first.prefix if same else RowPrefixes([p.prefix for p in prepared])
         return CausalStepper(self._model_for(first), prefix, pad, allowed=self.answer_tokens)
 
     def _model_for(self, prepared: _Prepared):
-        soft = prepared.soft_prompt
+        soft = prepared.tuned
         return soft.model if soft is not None and soft.model is not None else self.base.model
 
     def route_many(
@@ -122,7 +122,7 @@ class Engine:
         strategy: str = "tuned",
         *,
         shots: int = 3,
-        soft_prompt: SoftPrompt | None = None,
+        tuned: TunedModel | None = None,
         contexts: Sequence[str] | None = None,
         batch_size: int = 16,
     ) -> list[Routing]:
@@ -130,10 +130,10 @@ class Engine:
 
         Each text is tokenized once; a routing's latency runs from the start of its batch to its answer.
         """
-        prepared, rows = self._requests(strategy, shots, soft_prompt, texts, contexts)
+        prepared, rows = self._requests(strategy, shots, tuned, texts, contexts)
         return self._route_planned(strategy, [(prepared, *row) for row in rows], batch_size)
 
-    def route_mixed(self, texts: Sequence[str], prompts: Sequence[SoftPrompt], *, batch_size: int = 16) -> list[Routing]:
+    def route_mixed(self, texts: Sequence[str], prompts: Sequence[TunedModel], *, batch_size: int = 16) -> list[Routing]:
         """Route each text with its own soft prompt (tuned strategy), prompts mixed within batches.
 
         Every prompt must run on the shared base model (a soft prompt; not a merged LoRA copy): rows of
@@ -158,18 +158,18 @@ class Engine:
         strategy: str = "tuned",
         *,
         shots: int = 3,
-        soft_prompt: SoftPrompt | None = None,
+        tuned: TunedModel | None = None,
         contexts: Sequence[str] | None = None,
     ) -> list[Routing]:
         """Route texts together in one batch, in the given order."""
-        prepared, rows = self._requests(strategy, shots, soft_prompt, texts, contexts)
+        prepared, rows = self._requests(strategy, shots, tuned, texts, contexts)
         return self._route(strategy, [[(prepared, *row) for row in rows]])[0]
 
-    def _requests(self, strategy: str, shots: int, soft_prompt: SoftPrompt | None, texts: Sequence[str],
+    def _requests(self, strategy: str, shots: int, tuned: TunedModel | None, texts: Sequence[str],
                   contexts: Sequence[str] | None) -> tuple[_Prepared, list[tuple[str, list[int], str]]]:
         """The prepared prompt, and per text (text, its token ids after the prefix, context): the prompt is the
         one with the template's fixed start cached when every request starts with it."""
-        prepared = self._prepare(strategy, shots, soft_prompt)
+        prepared = self._prepare(strategy, shots, tuned)
         contexts = list(contexts) if contexts else [""] * len(texts)
         prompts = [prepared.parts.request(t, c) for t, c in zip(texts, contexts)]
         requests = [list(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
@@ -225,7 +225,7 @@ class Engine:
 
     def _routing(self, d: Decoded, elapsed, strategy, prepared: _Prepared, request_tokens: int, rag: bool) -> Routing:
         low = min(d.confidence[name] for name in d.departments) < self.threshold
-        soft = prepared.soft_prompt
+        soft = prepared.tuned
         prefix_tokens = 0 if self.base.is_seq2seq else len(prepared.prefix_ids)
         return Routing(
             departments=d.departments,

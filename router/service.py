@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from router.artifact import SoftPrompt, load_soft_prompt
+from router.artifact import TunedModel, load_tuned_model
 from router.dataset import Example, load_examples
 from router.draft import load_or_fit_draft
 from router.engine import Engine
@@ -48,7 +48,7 @@ class RouterService:
         self.settings = settings
         self._base = base
         self._engine: Engine | None = None
-        self._soft_prompt: SoftPrompt | None = None
+        self._tuned_model: TunedModel | None = None
         self._tuned_path = tuned_path
         self.grounder = grounder
         self._lock = threading.RLock()
@@ -76,17 +76,17 @@ class RouterService:
         return Path(self._tuned_path or self.settings.tuned_model or DEFAULT_TUNED)
 
     @property
-    def soft_prompt(self) -> SoftPrompt:
+    def tuned_model(self) -> TunedModel:
         with self._lock:
-            if self._soft_prompt is None:
-                self._soft_prompt = load_soft_prompt(self.tuned_path(), self.engine.base)
-            return self._soft_prompt
+            if self._tuned_model is None:
+                self._tuned_model = load_tuned_model(self.tuned_path(), self.engine.base)
+            return self._tuned_model
 
-    def use_tuned(self, path: Path) -> SoftPrompt:
+    def use_tuned(self, path: Path) -> TunedModel:
         """Switch the tuned strategy to another artifact; in-flight calls finish on the old one."""
-        new = load_soft_prompt(path, self.engine.base)
+        new = load_tuned_model(path, self.engine.base)
         with self._lock:
-            self._tuned_path, self._soft_prompt = Path(path), new
+            self._tuned_path, self._tuned_model = Path(path), new
         return new
 
     @property
@@ -105,11 +105,11 @@ class RouterService:
         if strategy not in STRATEGIES:
             raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", "strategy")
         clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
-        soft = self.soft_prompt if strategy == "tuned" else None
+        soft = self.tuned_model if strategy == "tuned" else None
         k = self.settings.shots if shots is None else shots
         grounded = self._ground(clean, rag, precedents, exclude_self)
         contexts = [g.context for g in grounded] if grounded else None
-        routed = self.engine.route_many(clean, strategy, shots=k, soft_prompt=soft, contexts=contexts,
+        routed = self.engine.route_many(clean, strategy, shots=k, tuned=soft, contexts=contexts,
                                         batch_size=batch_size or self.settings.batch_size)
         for routing, grounding in zip(routed, grounded or []):
             routing.passages = grounding.passages

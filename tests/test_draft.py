@@ -35,12 +35,12 @@ def test_no_draft_without_enough_to_learn_from(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["tuned", "zero-shot", "multi-shot"])
 def test_routing_with_the_draft_equals_routing_without(tiny_base, tiny_train_file, tiny_artifact, tmp_path, strategy):
-    from router.artifact import load_soft_prompt
+    from router.artifact import load_tuned_model
 
     pool = load_examples(tiny_train_file)
-    soft = load_soft_prompt(tiny_artifact, tiny_base)
-    plain = Engine(tiny_base, pool).route_batch(TEXTS, strategy, soft_prompt=soft)
-    drafted = Engine(tiny_base, pool, draft=load_or_fit_draft(pool, tmp_path)).route_batch(TEXTS, strategy, soft_prompt=soft)
+    soft = load_tuned_model(tiny_artifact, tiny_base)
+    plain = Engine(tiny_base, pool).route_batch(TEXTS, strategy, tuned=soft)
+    drafted = Engine(tiny_base, pool, draft=load_or_fit_draft(pool, tmp_path)).route_batch(TEXTS, strategy, tuned=soft)
     assert [r.departments for r in drafted] == [r.departments for r in plain]
     for a, b in zip(drafted, plain):
         assert a.input_tokens == b.input_tokens and a.generated_tokens == b.generated_tokens
@@ -50,15 +50,15 @@ def test_routing_with_the_draft_equals_routing_without(tiny_base, tiny_train_fil
 
 @pytest.mark.parametrize("strategy", ["tuned", "zero-shot", "multi-shot"])
 def test_caching_the_prompts_fixed_start_changes_no_answer(tiny_base, tiny_train_file, tiny_artifact, monkeypatch, strategy):
-    from router.artifact import load_soft_prompt
+    from router.artifact import load_tuned_model
 
     pool = load_examples(tiny_train_file)
-    soft = load_soft_prompt(tiny_artifact, tiny_base)
+    soft = load_tuned_model(tiny_artifact, tiny_base)
     cached = Engine(tiny_base, pool)
-    routed = cached.route_batch(TEXTS, strategy, soft_prompt=soft)
+    routed = cached.route_batch(TEXTS, strategy, tuned=soft)
     assert any(p.with_head is not None for p in cached._prepared.values()), "the fixed start is cached"
     monkeypatch.setattr(Engine, "_cache_head", lambda self, prepared: None)
-    plain = Engine(tiny_base, pool).route_batch(TEXTS, strategy, soft_prompt=soft)
+    plain = Engine(tiny_base, pool).route_batch(TEXTS, strategy, tuned=soft)
     assert [r.departments for r in routed] == [r.departments for r in plain]
     for a, b in zip(routed, plain):
         assert a.input_tokens == b.input_tokens, "the cached start still counts as input"

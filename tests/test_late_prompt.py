@@ -10,7 +10,7 @@ from itertools import combinations
 import pytest
 import torch
 
-from router.artifact import ArtifactError, load_soft_prompt
+from router.artifact import ArtifactError, load_tuned_model
 from router.codec import LabelCodec
 from router.departments import DEPARTMENTS
 from router.engine import Engine, StrategyError
@@ -153,13 +153,13 @@ def test_served_prompt_equals_the_trained_one_and_the_plain_reference(tokenizer,
 
     base = _deep_tiny(tokenizer)
     artifact, result = _tune(base, tiny_train_file, tmp_path / "p", prompt_layer=2)
-    soft = load_soft_prompt(artifact, base)
+    soft = load_tuned_model(artifact, base)
     assert soft.model is None, "served on the shared base model: no copy"
     learned = result.trained.prompt.all_layers()
     for i, (k, v) in enumerate(soft.prefix.layers):
         assert torch.allclose(k, learned[i][0], atol=1e-6) and torch.allclose(v, learned[i][1], atol=1e-6)
-    fast = Engine(base).route_many(TEXTS, "tuned", soft_prompt=soft, batch_size=4)
-    alone = [Engine(base).route_batch([t], "tuned", soft_prompt=soft)[0] for t in TEXTS]
+    fast = Engine(base).route_many(TEXTS, "tuned", tuned=soft, batch_size=4)
+    alone = [Engine(base).route_batch([t], "tuned", tuned=soft)[0] for t in TEXTS]
     slow = route_uncached(base, load_reference(base, artifact), TEXTS)
     assert [r.departments for r in fast] == [d.departments for d in slow] == [r.departments for r in alone]
     for f, s in zip(fast, slow):
@@ -171,10 +171,10 @@ def test_two_prompts_in_one_batch_each_get_their_own_answer(tokenizer, tiny_trai
     base = _deep_tiny(tokenizer)
     first, _ = _tune(base, tiny_train_file, tmp_path / "a", prompt_layer=2)
     second, _ = _tune(base, tiny_train_file, tmp_path / "b", prompt_layer=1, num_virtual_tokens=6, seed=5, init="random")
-    a, b = load_soft_prompt(first, base), load_soft_prompt(second, base)
+    a, b = load_tuned_model(first, base), load_tuned_model(second, base)
     engine = Engine(base)
-    alone_a = engine.route_many(TEXTS, "tuned", soft_prompt=a)
-    alone_b = engine.route_many(TEXTS, "tuned", soft_prompt=b)
+    alone_a = engine.route_many(TEXTS, "tuned", tuned=a)
+    alone_b = engine.route_many(TEXTS, "tuned", tuned=b)
     assert [r.departments for r in alone_a] != [r.departments for r in alone_b], "two different prompts"
     prompts = [a if i % 2 else b for i in range(len(TEXTS))]
     mixed = engine.route_mixed(TEXTS, prompts, batch_size=len(TEXTS))
@@ -192,7 +192,7 @@ def test_a_prompt_is_refused_on_another_base_and_bad_parameters_name_their_range
     artifact, _ = _tune(base, tiny_train_file, tmp_path / "p", prompt_layer=2, epochs=1)
     other = make_tiny_base(tokenizer, seed=9, name="another")
     with pytest.raises(ArtifactError, match="tuned on base model"):
-        load_soft_prompt(artifact, other)
+        load_tuned_model(artifact, other)
     with pytest.raises(ValueError, match="prompt_layer 4 is outside 0 to 3"):
         _tune(base, tiny_train_file, tmp_path / "q", prompt_layer=4)
     with pytest.raises(ValidationError, match="outside the range 0.001 to 0.5 for late-prompt"):
@@ -207,4 +207,4 @@ def test_a_lora_model_cannot_join_a_mixed_batch(tiny_base, tiny_train_file, tmp_
 
     lora, _ = tune_method(tiny_base, tiny_train_file, tmp_path, "lora")
     with pytest.raises(StrategyError, match="LoRA"):
-        Engine(tiny_base).route_mixed(TEXTS[:2], [load_soft_prompt(lora, tiny_base)] * 2)
+        Engine(tiny_base).route_mixed(TEXTS[:2], [load_tuned_model(lora, tiny_base)] * 2)

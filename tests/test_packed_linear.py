@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from router.artifact import load_soft_prompt, merged_lora_model
+from router.artifact import load_tuned_model, merged_lora_model
 from router.engine import Engine
 from router.packed_linear import PackedLinear, pack_linears
 from tests.test_precision import _served_base
@@ -50,13 +50,13 @@ def test_lora_artifact_serves_packed_with_the_same_answers_and_leaves_the_base_a
     artifact, _ = _tune(tiny_base, tiny_train_file, tmp_path, "lora")
     base = _served_base(tokenizer, "bf16")
     linears_before = len(_linears(base.model))
-    soft = load_soft_prompt(artifact, base)
+    soft = load_tuned_model(artifact, base)
     assert any(isinstance(m, PackedLinear) for m in soft.model.modules())
     assert len(_linears(base.model)) == linears_before, "the shared base model is never packed"
 
     plain = dataclasses.replace(soft, model=merged_lora_model(base, artifact))  # the same merge, unpacked
     engine = Engine(base)
-    got = engine.route_batch(TEXTS, "tuned", soft_prompt=soft)
-    want = engine.route_batch(TEXTS, "tuned", soft_prompt=plain)
+    got = engine.route_batch(TEXTS, "tuned", tuned=soft)
+    want = engine.route_batch(TEXTS, "tuned", tuned=plain)
     assert [(r.departments, r.confidence) for r in got] == [(r.departments, r.confidence) for r in want]
-    assert load_soft_prompt(artifact, base).model is not soft.model, "the base can be merged into again"
+    assert load_tuned_model(artifact, base).model is not soft.model, "the base can be merged into again"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from router.artifact import load_soft_prompt
+from router.artifact import load_tuned_model
 from router.backends import CausalStepper, PrefixCache, split_lm_head, text_prefix_cache
 from router.departments import DEPARTMENTS
 from router.engine import Engine
@@ -78,9 +78,9 @@ def _served_base(tokenizer, precision):
 @pytest.mark.parametrize("method", ["prompt", "prefix", "lora"])
 def test_reduced_precision_serves_every_method(tokenizer, tiny_base, tiny_train_file, tmp_path, precision, method):
     artifact, _ = _tune(tiny_base, tiny_train_file, tmp_path, method)
-    fp32 = Engine(tiny_base).route_batch(TEXTS, "tuned", soft_prompt=load_soft_prompt(artifact, tiny_base))
+    fp32 = Engine(tiny_base).route_batch(TEXTS, "tuned", tuned=load_tuned_model(artifact, tiny_base))
     base = _served_base(tokenizer, precision)
-    soft = load_soft_prompt(artifact, base)
+    soft = load_tuned_model(artifact, base)
     if method == "lora":
         linear = soft.model.get_output_embeddings()
         if precision == "bf16":
@@ -88,8 +88,8 @@ def test_reduced_precision_serves_every_method(tokenizer, tiny_base, tiny_train_
         else:
             assert type(linear).__module__.startswith("torch.ao.nn.quantized"), "the merged LoRA model is int8"
     engine = Engine(base)
-    reduced = engine.route_batch(TEXTS, "tuned", soft_prompt=soft)
-    singles = [engine.route_batch([t], "tuned", soft_prompt=soft)[0] for t in TEXTS]
+    reduced = engine.route_batch(TEXTS, "tuned", tuned=soft)
+    singles = [engine.route_batch([t], "tuned", tuned=soft)[0] for t in TEXTS]
     for r in reduced:
         assert r.departments and r.departments == [d for d in DEPARTMENTS if d in r.departments]
     if precision == "bf16":  # dynamic int8 scales activations per batch, so only bf16 promises batch == single

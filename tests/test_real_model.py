@@ -78,12 +78,12 @@ def test_tuned_differs_from_zero_shot_and_uses_far_fewer_tokens(real_service):
 
 def test_fast_path_matches_uncached_peft_forward(real_base):
     """Prefix KV cache + batching + forced steps give PEFT's own answers (soft prompt not dropped)."""
-    from router.artifact import load_soft_prompt
+    from router.artifact import load_tuned_model
     from router.engine import Engine
     from router.reference import load_reference, route_uncached
 
     texts = [t for t, _ in REFERENCES] + ["my fridge is loud", "coupon didnt work and the agent was rude"]
-    fast = Engine(real_base).route_batch(texts, "tuned", soft_prompt=load_soft_prompt(DEFAULT_TUNED, real_base))
+    fast = Engine(real_base).route_batch(texts, "tuned", tuned=load_tuned_model(DEFAULT_TUNED, real_base))
     slow = route_uncached(real_base, load_reference(real_base, DEFAULT_TUNED), texts)
     assert [r.departments for r in fast] == [d.departments for d in slow]
     for f, s in zip(fast, slow):
@@ -92,7 +92,7 @@ def test_fast_path_matches_uncached_peft_forward(real_base):
 
 
 def test_short_real_tuning_run_lowers_loss_and_round_trips(real_base, tmp_path):
-    from router.artifact import load_soft_prompt
+    from router.artifact import load_tuned_model
     from router.dataset import load_examples
     from router.engine import Engine
     from tuning.artifacts import build_metadata, save_artifact
@@ -111,11 +111,11 @@ def test_short_real_tuning_run_lowers_loss_and_round_trips(real_base, tmp_path):
     assert {"adapter_config.json", "adapter_model.safetensors", "triage.json"} <= {p.name for p in out.iterdir()}
     meta = json.loads((out / "triage.json").read_text())
     assert meta["base_model_sha256"] == real_base.fingerprint and meta["training_data"]["sha256"]
-    loaded = load_soft_prompt(out, real_base)
+    loaded = load_tuned_model(out, real_base)
     with torch.no_grad():
         saved_prefix = result.trained.model.get_prompt(batch_size=1)
     for (k1, v1, *_), (k2, v2) in zip(saved_prefix, loaded.prefix.layers):
         assert torch.allclose(k1, k2) and torch.allclose(v1, v2)
     text = examples[0].input
-    routed = Engine(real_base).route_batch([text], "tuned", soft_prompt=loaded)[0]
+    routed = Engine(real_base).route_batch([text], "tuned", tuned=loaded)[0]
     assert routed.departments and routed.model_version == "t"

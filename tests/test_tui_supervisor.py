@@ -209,9 +209,9 @@ async def test_promote_switches_the_running_model_and_rollback_returns(tiny_sett
         await settle(pilot)
         assert [table.get_row(k)[1] for k in table.rows] == ["active", "retired"]
         assert tiny_service.tuned_path() == second.resolve()
-        assert tiny_service.soft_prompt.version == "v-two"
+        assert tiny_service.tuned_model.version == "v-two"
         await pilot.press("b")
         await settle(pilot)
         assert [table.get_row(k)[1] for k in table.rows] == ["retired", "active"]
         assert tiny_service.tuned_path() == first.resolve()
-        assert tiny_service.soft_prompt.version == "v-one"
+        assert tiny_service.tuned_model.version == "v-one"

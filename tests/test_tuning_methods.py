@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from router.artifact import load_soft_prompt
+from router.artifact import load_tuned_model
 from router.departments import DEPARTMENTS
 from router.engine import Engine
 from router.reference import load_reference, route_uncached
@@ -35,8 +35,8 @@ def test_method_trains_serves_and_matches_uncached_peft(tiny_base, tiny_train_fi
     zero_before = [r.departments for r in engine.route_batch(TEXTS, "zero-shot")]
     artifact, result = _tune(tiny_base, tiny_train_file, tmp_path, method)
     assert result.epoch_losses[-1] < result.epoch_losses[0], "loss goes down"
-    soft = load_soft_prompt(artifact, tiny_base)
-    fast = engine.route_batch(TEXTS, "tuned", soft_prompt=soft)
+    soft = load_tuned_model(artifact, tiny_base)
+    fast = engine.route_batch(TEXTS, "tuned", tuned=soft)
     slow = route_uncached(tiny_base, load_reference(tiny_base, artifact), TEXTS)
     assert [r.departments for r in fast] == [d.departments for d in slow]
     for f, s in zip(fast, slow):
@@ -65,7 +65,7 @@ def test_plain_peft_generate_gives_the_fast_path_answer(tiny_base, tiny_train_fi
     from router.reference import generate_reference
 
     artifact, _ = _tune(tiny_base, tiny_train_file, tmp_path, method)
-    fast = Engine(tiny_base).route_batch(TEXTS, "tuned", soft_prompt=load_soft_prompt(artifact, tiny_base))
+    fast = Engine(tiny_base).route_batch(TEXTS, "tuned", tuned=load_tuned_model(artifact, tiny_base))
     reference = generate_reference(tiny_base, load_reference(tiny_base, artifact), TEXTS)
     assert [r.departments for r in fast] == [names for names, _ in reference]
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-from router.artifact import load_soft_prompt
+from router.artifact import load_tuned_model
 from router.dataset import Example, load_examples, normalize, write_examples
 from router.service import RouterService
 from router.settings import project_root
@@ -96,10 +96,10 @@ def run_retrain(
     outcome.n_eval = len(eval_examples)
     if eval_examples:
         phase("evaluating")
-        candidate = load_soft_prompt(out, base)
+        candidate = load_tuned_model(out, base)
         outcome.candidate = evaluate(service.engine, candidate, eval_examples, service.settings.batch_size)
         try:
-            active = service.soft_prompt
+            active = service.tuned_model
         except Exception as exc:  # no active model yet: the candidate stands alone
             log.warning("no active soft prompt to compare with: %s", exc)
         else:

@@ -133,7 +133,7 @@ def run_benchmark(service, examples: Sequence[Example], *, strategies: Sequence[
         ref["speedup_p50"] = round(ref["latency_ms"]["p50"] / max(1e-9, tuned["latency_ms"]["p50"]), 1)
         result["reference"] = ref
     if "tuned" in result["strategies"]:
-        meta = service.soft_prompt.metadata
+        meta = service.tuned_model.metadata
         result["tuning_seconds_per_epoch"] = meta.get("seconds_per_epoch")
         result["tuning_seconds"] = meta.get("train_seconds")
     if cold:

@@ -60,8 +60,8 @@ def evaluate_lm(service, strategy: str, examples: Sequence[Example], *, batch_si
     name = strategy + ("+rag" if rag else "") + ("+precedents" if precedents else "")
     extra = {"latency_mode": "single" if batch_size == 1 else f"batched x{batch_size}, amortized per complaint"}
     if strategy == "tuned":
-        extra["model_version"] = service.soft_prompt.version
-        extra["virtual_tokens"] = service.soft_prompt.num_virtual_tokens
+        extra["model_version"] = service.tuned_model.version
+        extra["virtual_tokens"] = service.tuned_model.num_virtual_tokens
     return StrategyReport(name, metrics, predictions, inputs, generated, latencies, extra)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from router.artifact import ArtifactError, load_soft_prompt
+from router.artifact import ArtifactError, load_tuned_model
 from router.dataset import Example
 from router.engine import Engine
 from tuning.metrics import routing_metrics
@@ -28,15 +28,15 @@ MAX_DETAILS = 200
 EPSILON = 1e-9
 
 
-def predict(engine: Engine, soft_prompt, examples: Sequence[Example], batch_size: int = 16) -> list[list[str]]:
-    """The departments the tuned strategy with `soft_prompt` gives each example."""
-    routed = engine.route_many([ex.input for ex in examples], "tuned", soft_prompt=soft_prompt, batch_size=batch_size)
+def predict(engine: Engine, tuned, examples: Sequence[Example], batch_size: int = 16) -> list[list[str]]:
+    """The departments the tuned strategy with the tuned model `tuned` gives each example."""
+    routed = engine.route_many([ex.input for ex in examples], "tuned", tuned=tuned, batch_size=batch_size)
     return [r.departments for r in routed]
 
 
-def evaluate(engine: Engine, soft_prompt, examples: Sequence[Example], batch_size: int = 16) -> dict:
+def evaluate(engine: Engine, tuned, examples: Sequence[Example], batch_size: int = 16) -> dict:
     """Exact-set accuracy, micro/macro F1 and per-department scores of one soft prompt on `examples`."""
-    return routing_metrics([list(ex.departments) for ex in examples], predict(engine, soft_prompt, examples, batch_size))
+    return routing_metrics([list(ex.departments) for ex in examples], predict(engine, tuned, examples, batch_size))
 
 
 def summary(metrics: Mapping | None) -> dict | None:
@@ -105,11 +105,11 @@ def run_gate(base, candidate_path: Path, active_path: Path | None, eval_sets: Ma
              gated: Sequence[str] = GATED_SETS) -> GateDecision:
     """Evaluate the candidate and the active model through one Engine on `base` and decide."""
     engine = Engine(base, threshold=threshold)
-    candidate = load_soft_prompt(candidate_path, base)
+    candidate = load_tuned_model(candidate_path, base)
     active, active_version, problem = None, None, None
     if active_path is not None:
         try:
-            active = load_soft_prompt(active_path, base)
+            active = load_tuned_model(active_path, base)
             active_version = active.version
         except (ArtifactError, OSError) as exc:
             problem = f"the active model {active_path} cannot be evaluated ({exc}): promote it by hand"

@@ -122,15 +122,15 @@ class LatePromptObjective:
         """Exact-set accuracy on the validation split, routed as serving routes (constrained decoding)."""
         if not self.val_set:
             return None
-        from router.artifact import SoftPrompt
+        from router.artifact import TunedModel
         from router.backends import PrefixCache
         from router.engine import Engine
 
         layers = self.prompt.all_layers()
         prefix = PrefixCache([(k.detach().clone(), v.detach().clone()) for k, v in
                               (layers[i] for i in range(self.prompt.num_layers))], self.prompt.length)
-        current = SoftPrompt(Path("(training)"), "late-prompt", {"version": "training"}, None, prefix)
-        routed = Engine(self.base).route_many([ex.input for ex in self.val_set], "tuned", soft_prompt=current)
+        current = TunedModel(Path("(training)"), "late-prompt", {"version": "training"}, None, prefix)
+        routed = Engine(self.base).route_many([ex.input for ex in self.val_set], "tuned", tuned=current)
         right = sum(list(r.departments) == list(ex.departments) for r, ex in zip(routed, self.val_set))
         return right / len(self.val_set)
 

@@ -65,7 +65,7 @@ class ModelsPane(Vertical):
     def serving(self) -> str:
         """The version the tuned strategy uses now (call off the UI thread: it may load the model)."""
         try:
-            return self.session.service.soft_prompt.version
+            return self.session.service.tuned_model.version
         except Exception as exc:  # shown, not raised: the pane still lists versions
             return f"nothing ({exc})"
 
