@@ -19,6 +19,16 @@ def _read_text(words: tuple[str, ...]) -> str:
     return " ".join(words)
 
 
+def _route_file(service, source, output, **options) -> None:
+    from router.bulk import route_backlog
+
+    summary = route_backlog(service, source, output, **options)
+    resumed = f", {summary.resumed} already in {output}" if summary.resumed else ""
+    skipped = f", {len(summary.bad)} bad line(s) skipped" if summary.bad else ""
+    click.echo(f"routed {summary.routed} complaints in {summary.seconds:.1f} s ({summary.rate:.1f}/s){resumed}{skipped}",
+               err=True)
+
+
 def comparison_table(routings: list[Routing]) -> str:
     header = f"{'strategy':<14} {'departments':<44} {'in tok':>7} {'gen tok':>8} {'latency':>10}"
     lines = [header, "-" * len(header)]
@@ -38,13 +48,34 @@ def comparison_table(routings: list[Routing]) -> str:
 @click.option("--precedents", is_flag=True, help="Add the most similar labeled complaints to the prompt.")
 @click.option("--model", "model_path", type=click.Path(exists=True, file_okay=False), default=None,
               help="Soft-prompt artifact for the tuned strategy (default: the active one).")
-def route(text, strategy, shots, compare, as_json, rag, precedents, model_path):
+@click.option("--input", "-i", "input_path", default=None,
+              help="Route every complaint of this file (JSONL, CSV or text lines; '-' = standard input).")
+@click.option("--output", "-o", "output_path", default="-", show_default=True,
+              help="With --input: JSONL output, continued if it exists ('-' = standard output).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv", "text"]), default="auto", show_default=True,
+              help="With --input: the input's format (auto: by file name, else by its first line).")
+@click.option("--column", default=None, help="With --input: the CSV column holding the complaint (default: text).")
+@click.option("--id-column", default=None, help="With --input: the CSV column holding the id (default: id, if any).")
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="With --input: skip bad lines (each reported with its line number) or route nothing if any.")
+@click.option("--batch-size", type=click.IntRange(1, 64), default=None, help="With --input: complaints per forward pass.")
+@click.option("--quiet", "-q", is_flag=True, help="With --input: no progress bar.")
+def route(text, strategy, shots, compare, as_json, rag, precedents, model_path, input_path, output_path, fmt, column,
+          id_column, on_error, batch_size, quiet):
     """Route a complaint to every department that must act.
 
     \b
     triage route "Where are the 2 extra sets of sheets that came with my order?"
     Warehouse, Packaging
+    triage route --input backlog.jsonl --output routed.jsonl
     """
+    if input_path is not None:
+        if text or compare or rag or precedents or as_json:
+            raise click.UsageError("--input routes a file: give no complaint text, --compare, --json, --rag or --precedents")
+        _route_file(get_service(tuned_path=model_path), input_path, output_path, fmt=fmt, column=column,
+                    id_column=id_column, strategy=strategy, shots=shots, batch_size=batch_size, on_error=on_error,
+                    progress=not quiet)
+        return
     complaint = _read_text(text)
     service = get_service(tuned_path=model_path)
     if compare:
