@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 LR_RANGES = {"late-prompt": (0.001, 0.5), "prompt": (0.01, 0.5), "prefix": (0.01, 0.5), "lora": (1e-5, 0.01)}
 DEFAULT_LR = {"late-prompt": 0.05, "prompt": 0.3, "prefix": 0.03, "lora": 0.001}
+DEFAULT_EPOCHS = {"late-prompt": 6}  # other methods: the field's default
 
 
 def cpu_has_bf16() -> bool:
@@ -44,6 +45,11 @@ class TuningConfig(BaseModel):
         description="late-prompt: first decoder layer with learned keys/values (0 = every layer; must be below the "
         "model's layer count). Higher is faster to train, lower learns more.",
     )
+    prompt_dropout: float = Field(
+        0.1, ge=0.0, le=0.5,
+        description="late-prompt: share of the prompt's positions hidden from each training example (the same at every "
+        "layer; never when serving), against memorizing the training set.",
+    )
     prompt_loss: Literal["decisions", "lm"] = Field(
         "decisions",
         description="late-prompt: decisions = cross-entropy of each choice the constrained decoder makes (a softmax over "
@@ -56,7 +62,7 @@ class TuningConfig(BaseModel):
     num_virtual_tokens: int = Field(20, ge=1, le=200, description="Length of the learned prompt/prefix.")
     batch_size: int = Field(16, ge=1, le=16, description="Examples per forward pass (watsonx: 1-16).")
     accumulation_steps: int = Field(1, ge=1, le=128, description="Batches whose gradients add up to one update (watsonx: 1-128).")
-    epochs: int = Field(3, ge=1, le=50, description="Passes over the training set (watsonx: 1-50).")
+    epochs: int = Field(3, ge=1, le=50, description="Passes over the training set (watsonx: 1-50); late-prompt: 6 when not given.")
     learning_rate: float = Field(
         DEFAULT_LR["lora"], gt=0.0,
         description="Peak learning rate (watsonx: 0.01-0.5 for prompt and prefix tuning, default 0.3 and 0.03; "
@@ -84,6 +90,8 @@ class TuningConfig(BaseModel):
     def _method_default_lr(cls, data):
         if isinstance(data, dict) and data.get("learning_rate") is None:
             data = {**data, "learning_rate": DEFAULT_LR.get(data.get("method") or "lora", DEFAULT_LR["lora"])}
+        if isinstance(data, dict) and data.get("epochs") is None and (data.get("method") or "lora") in DEFAULT_EPOCHS:
+            data = {**data, "epochs": DEFAULT_EPOCHS[data["method"]]}
         return data
 
     @model_validator(mode="after")

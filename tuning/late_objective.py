@@ -20,21 +20,22 @@ def _stack_states(items: Sequence[CachedExample]) -> torch.Tensor:
     return out
 
 
-def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], autocast) -> torch.Tensor:
+def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], autocast,
+                 dropout: float = 0.0) -> torch.Tensor:
     """Final-norm hidden states [b, t, d] of a batch, from its cached layer-K states through the learned prompt."""
     with autocast:
         hidden = _stack_states(items)
         compute = torch.bfloat16 if hidden.dtype == torch.bfloat16 else torch.float32
         hidden = run_layers(parts, hidden.to(compute), prompt.first_layer, len(parts.layers), prompt.learned(),
-                            prompt.length)
+                            prompt.length, dropout)
         return parts.norm(hidden)
 
 
 def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], loss: str,
-                     autocast) -> torch.Tensor:
+                     autocast, dropout: float = 0.0) -> torch.Tensor:
     """`decisions`: cross-entropy of each choice the constrained decoder makes (restricted softmax);
     `lm`: the causal LM loss on every answer token (full vocabulary)."""
-    hidden = upper_hidden(parts, prompt, items, autocast)
+    hidden = upper_hidden(parts, prompt, items, autocast, dropout)
     weight = parts.head.weight
     bias = getattr(parts.head, "bias", None)
     if loss == "decisions":

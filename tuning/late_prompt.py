@@ -68,12 +68,21 @@ def prefix_mask(prefix: int, width: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def run_layers(parts: DecoderParts, hidden: torch.Tensor, first: int, last: int,
-               prefix: dict[int, tuple[torch.Tensor, torch.Tensor]], prefix_length: int) -> torch.Tensor:
-    """Hidden states [b, t, d] entering layer `first`, through layers first..last-1 after the prefix."""
+               prefix: dict[int, tuple[torch.Tensor, torch.Tensor]], prefix_length: int,
+               dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hidden states [b, t, d] entering layer `first`, through layers first..last-1 after the prefix.
+
+    `dropout`: the share of prompt positions hidden from each sequence (the same ones at every layer), a
+    regularizer for training only.
+    """
     batch, width = hidden.shape[:2]
     positions = (prefix_length + torch.arange(width))[None].expand(batch, -1)
     position_embeddings = parts.rotary(hidden, positions)
     mask = prefix_mask(prefix_length, width, hidden.dtype if hidden.dtype.is_floating_point else torch.float32)
+    if dropout > 0:
+        hidden_columns = torch.rand(batch, prefix_length, generator=generator) < dropout
+        mask = mask.expand(batch, -1, -1, -1).clone()
+        mask[:, 0, :, :prefix_length].masked_fill_(hidden_columns[:, None, :], torch.finfo(mask.dtype).min)
     cache = _PrefixOnly(prefix, batch)
     for layer in parts.layers[first:last]:
         hidden = layer(hidden, attention_mask=mask.to(hidden.dtype), position_ids=positions,

@@ -104,7 +104,8 @@ class LatePromptObjective:
     def loss(self, items) -> torch.Tensor:
         from tuning.late_objective import late_prompt_loss
 
-        return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss, autocast_for(self.config))
+        dropout = self.config.prompt_dropout if self.prompt.training else 0.0
+        return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss, autocast_for(self.config), dropout)
 
     def train(self, mode: bool = True) -> None:
         self.prompt.train(mode)

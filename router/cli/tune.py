@@ -47,6 +47,9 @@ def _progress_printer(stream):
               f"prompt); default {_default('method')}.")
 @click.option("--prompt-layer", type=int, default=None,
               help=f"late-prompt: first layer with learned keys/values (default {_default('prompt_layer')}).")
+@click.option("--prompt-dropout", type=float, default=None,
+              help=f"late-prompt: share of prompt positions hidden from each training example (0-0.5, default "
+              f"{_default('prompt_dropout')}).")
 @click.option("--prompt-loss", type=click.Choice(["decisions", "lm"]), default=None,
               help=f"late-prompt: loss on the decoder's decisions or the LM loss (default {_default('prompt_loss')}).")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
