@@ -13,7 +13,7 @@ from router.draft import load_or_fit_draft
 from router.engine import Engine
 from router.modelio import BaseModel, load_base_model
 from router.results import STRATEGIES, Routing
-from router.settings import DEFAULT_TUNED, Settings, project_root
+from router.settings import DEFAULT_TUNED, SHIPPED_ARTIFACTS, Settings, project_root
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class RouterService:
         self._engine: Engine | None = None
         self._tuned_model: TunedModel | None = None
         self._tuned_path = tuned_path
+        self._named = None  # tuned models requests name (router.tuned_models), loaded on first use
         self.grounder = grounder
         self._lock = threading.RLock()
 
@@ -95,17 +96,45 @@ class RouterService:
 
     # -- routing ----------------------------------------------------------------
     def route(self, text: str, strategy: str | None = None, *, shots: int | None = None, rag: bool = False,
-              precedents: bool = False) -> Routing:
-        return self.route_many([text], strategy, shots=shots, rag=rag, precedents=precedents)[0]
+              precedents: bool = False, model: str | Path | None = None) -> Routing:
+        return self.route_many([text], strategy, shots=shots, rag=rag, precedents=precedents, model=model)[0]
+
+    def tuned_for(self, model: str | Path | None) -> TunedModel:
+        """The tuned model a request names (an artifact directory or a version name); None: the active one."""
+        if model is None:
+            return self.tuned_model
+        from router.tuned_models import UnknownModel
+
+        try:
+            return self._tuned_models().get(model)
+        except UnknownModel as exc:
+            raise InputError(str(exc), "model") from None
+
+    def _tuned_models(self):
+        from router.tuned_models import TunedModels
+
+        with self._lock:
+            if self._named is None:
+                self._named = TunedModels(lambda: self.engine.base, [self.settings.models_dir, SHIPPED_ARTIFACTS])
+            return self._named
+
+    def route_mixed(self, texts: Sequence[str], models: Sequence[str | Path | None], *,
+                    batch_size: int | None = None) -> list[Routing]:
+        """Each text with the tuned model it names; soft prompts share batches on the one base model."""
+        clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
+        tuned = [self.tuned_for(m) for m in models]
+        return self.engine.route_mixed(clean, tuned, batch_size=batch_size or self.settings.batch_size)
 
     def route_many(self, texts: Sequence[str], strategy: str | None = None, *, shots: int | None = None,
                    rag: bool = False, precedents: bool = False, exclude_self: bool = False,
-                   batch_size: int | None = None) -> list[Routing]:
+                   batch_size: int | None = None, model: str | Path | None = None) -> list[Routing]:
         strategy = strategy or self.settings.default_strategy
         if strategy not in STRATEGIES:
             raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}", "strategy")
+        if model is not None and strategy != "tuned":
+            raise InputError(f"a model applies to the tuned strategy only, not {strategy}", "model")
         clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
-        soft = self.tuned_model if strategy == "tuned" else None
+        soft = self.tuned_for(model) if strategy == "tuned" else None
         k = self.settings.shots if shots is None else shots
         grounded = self._ground(clean, rag, precedents, exclude_self)
         contexts = [g.context for g in grounded] if grounded else None

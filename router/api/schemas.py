@@ -18,6 +18,9 @@ class RouteRequest(_Forbid):
     shots: Optional[int] = Field(default=None, ge=0, le=32, description="Examples in the multi-shot prompt.")
     rag: bool = Field(default=False, description="Ground the routing in retrieved policy passages.")
     precedents: bool = Field(default=False, description="Add similar labeled complaints to the prompt.")
+    model: Optional[str] = Field(default=None, max_length=200,
+                                 description="Tuned strategy only: a model version (see GET /v1/models) or a shipped "
+                                 "artifact's version; default: the active one.")
 
 
 class CompareRequest(_Forbid):

@@ -14,7 +14,8 @@ router = APIRouter(prefix="/v1", tags=["routing"])
 
 @router.post("/route", response_model=RoutingOut, summary="Route a complaint; nothing is stored")
 def route(body: RouteRequest, router_: RouterDep, _caller: caller_dep("route")) -> RoutingOut:
-    result = router_.route(body.text, body.strategy, shots=body.shots, rag=body.rag, precedents=body.precedents)
+    result = router_.route(body.text, body.strategy, shots=body.shots, rag=body.rag, precedents=body.precedents,
+                           model=body.model)
     return RoutingOut.of(result)
 
 
