@@ -29,6 +29,22 @@ def _route_file(service, source, output, **options) -> None:
                err=True)
 
 
+class ModelRef(click.ParamType):
+    """An artifact directory, or a version name under the models directory or the shipped artifacts."""
+
+    name = "DIR|VERSION"
+
+    def convert(self, value, param, ctx):
+        from router.cli.common import get_settings
+        from router.settings import SHIPPED_ARTIFACTS
+        from router.tuned_models import UnknownModel, resolve_artifact
+
+        try:
+            return resolve_artifact(value, [get_settings(ctx).models_dir, SHIPPED_ARTIFACTS])
+        except UnknownModel as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def comparison_table(routings: list[Routing]) -> str:
     header = f"{'strategy':<14} {'departments':<44} {'in tok':>7} {'gen tok':>8} {'latency':>10}"
     lines = [header, "-" * len(header)]
@@ -46,8 +62,8 @@ def comparison_table(routings: list[Routing]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a list of them with --compare).")
 @click.option("--rag", is_flag=True, help="Ground the routing in retrieved policy passages.")
 @click.option("--precedents", is_flag=True, help="Add the most similar labeled complaints to the prompt.")
-@click.option("--model", "model_path", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Soft-prompt artifact for the tuned strategy (default: the active one).")
+@click.option("--model", "model_path", type=ModelRef(), default=None,
+              help="Tuned model for the tuned strategy: an artifact directory or a version name (default: the active one).")
 @click.option("--input", "-i", "input_path", default=None,
               help="Route every complaint of this file (JSONL, CSV or text lines; '-' = standard input).")
 @click.option("--output", "-o", "output_path", default="-", show_default=True,
