@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,6 +41,8 @@ class TunedModel:
     embeds: torch.Tensor | None  # prompt tuning: [n_virtual, hidden]
     prefix: PrefixCache  # keys/values every complaint is decoded after
     model: torch.nn.Module | None = None  # lora: a copy of the base with the adapters merged in
+    # what an engine prepared from it (prefix with the template's head): released together with the model
+    prepared: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_virtual_tokens(self) -> int:

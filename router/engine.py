@@ -59,13 +59,16 @@ class Engine:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _prepare(self, strategy: str, shots: int, tuned: TunedModel | None) -> _Prepared:
-        key = (strategy, shots if strategy == "multi-shot" else 0, id(tuned) if strategy == "tuned" else None)
-        if key in self._prepared:
-            return self._prepared[key]
+        """The strategy's prompt and prefix cache, computed once. A tuned model keeps its own (so a replaced
+        one, with its merged copy, is released with it); the engine keeps the instruction prompts'."""
+        if strategy == "tuned" and tuned is None:
+            raise StrategyError("the tuned strategy needs a tuned artifact (triage tune, or TRIAGE_TUNED_MODEL)")
+        store = tuned.prepared if strategy == "tuned" else self._prepared
+        key = (strategy, shots if strategy == "multi-shot" else 0)
+        if key in store:
+            return store[key]
         seq2seq = self.base.is_seq2seq
         if strategy == "tuned":
-            if tuned is None:
-                raise StrategyError("the tuned strategy needs a soft-prompt artifact (triage tune, or TRIAGE_TUNED_MODEL)")
             prepared = _Prepared(tuned_prompt(seq2seq), [], tuned.prefix, tuned)
         elif strategy in ("zero-shot", "multi-shot"):
             chosen = pick_shots(self.shots_pool, shots) if strategy == "multi-shot" else []
@@ -79,7 +82,7 @@ class Engine:
             raise StrategyError(f"unknown strategy {strategy!r}; choose tuned, zero-shot or multi-shot")
         if not seq2seq:
             self._cache_head(prepared)
-        self._prepared[key] = prepared
+        store[key] = prepared
         return prepared
 
     def _cache_head(self, prepared: _Prepared) -> None:

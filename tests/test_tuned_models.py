@@ -40,3 +40,23 @@ def test_requests_name_their_prompt_and_two_prompts_share_one_base(tokenizer, ti
 def test_route_model_option_names_a_version_or_says_what_exists(tiny_env):
     bad = CliRunner().invoke(cli, ["route", "--model", "no-such-version", "my lamp broke"])
     assert bad.exit_code == 2 and "no tuned model 'no-such-version'" in bad.output
+
+
+def test_a_replaced_tuned_model_is_released_with_what_the_engine_prepared_for_it(tiny_settings, tiny_base, tiny_train_file,
+                                                                                 tmp_path):
+    import gc
+    import weakref
+
+    from tests.conftest import tune_tiny
+
+    service = RouterService(tiny_settings, base=tiny_base)
+    service.route("my lamp broke", "tuned")
+    old = weakref.ref(service.tuned_model)
+    assert old().prepared, "the engine's prepared prompt lives on the model"
+    for n in range(3):
+        path, _ = tune_tiny(tiny_base, tiny_train_file, tmp_path / f"v{n}", epochs=1)
+        service.use_tuned(path)
+        service.route("my lamp broke", "tuned")
+    gc.collect()
+    assert old() is None, "promote/rollback must not keep earlier models alive"
+    assert not service.engine._prepared.get(("tuned", 0)), "the engine keeps no tuned state of its own"
