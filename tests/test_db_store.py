@@ -57,8 +57,9 @@ def routing(departments, conf=0.9, review=False) -> Routing:
 
 def test_missing_schema_is_refused_with_the_fix(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-    with pytest.raises(SchemaError, match="triage db upgrade"):
+    with pytest.raises(SchemaError, match="does not exist yet.*triage db upgrade"):
         check_schema(engine)
+    assert not (tmp_path / "fresh.db").exists(), "a refusal leaves no empty database file behind"
     assert [m.version for m in upgrade(engine)] == list(range(1, SCHEMA_VERSION + 1))
     check_schema(engine)
     assert upgrade(engine) == [] and current_version(engine) == SCHEMA_VERSION
@@ -245,12 +246,7 @@ def test_model_versions_promote_and_rollback(session, tiny_service, tiny_artifac
 
 
 def test_console_store_facade(tmp_path, tiny_settings):
-    with pytest.raises(SchemaError, match="triage db upgrade"):
-        store.open_store(tiny_settings)
-    from router.db import engine_for
-
-    upgrade(engine_for(tiny_settings))
-    console = store.open_store(tiny_settings)
+    console = store.open_store(tiny_settings)  # a brand-new data dir: the SQLite database is created here
     ticket_id = console.record_routing("The kettle is out of stock.", routing(["Warehouse"], conf=0.2, review=True))
     console.record_correction(ticket_id, ["Warehouse", "Planning"], "stock planning")
     assert console.get_ticket(ticket_id).departments == ["Planning", "Warehouse"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from textual import work
@@ -106,7 +105,7 @@ class TriageConsole(App):
         from tui.access import supervisor_check
 
         check = supervisor_check(self.settings, self.store)
-        if check is None or self.supervisor_unlocked:
+        if self.supervisor_unlocked:
             self._open_supervisor()
             return
         if self.supervisor_key is not None and check(self.supervisor_key):
@@ -136,14 +135,10 @@ class TriageConsole(App):
 
 
 def default_store(settings: Settings):
-    """The product's store for these settings, or None while router/store.py does not exist."""
-    try:
-        store_module = importlib.import_module("router.store")
-    except ModuleNotFoundError as exc:
-        if exc.name != "router.store":
-            raise
-        return None
-    return store_module.open_store(settings)
+    """The product's store for these settings (the embedded SQLite database is created on first use)."""
+    from router.store import open_store
+
+    return open_store(settings)
 
 
 def default_grounder(settings: Settings):

@@ -45,6 +45,19 @@ def get_settings(ctx: click.Context | None = None):
     return root.obj["settings"]
 
 
+def get_engine(ctx: click.Context | None = None):
+    """The database of this invocation, ready to use: the embedded SQLite one is created and migrated on
+    first use; a PostgreSQL one without this triage's schema raises SchemaError (run `triage db upgrade`)."""
+    from router.store import open_database
+
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    settings = get_settings(ctx)
+    if "engine" not in root.obj:
+        root.obj["engine"] = open_database(settings)
+    return root.obj["engine"]
+
+
 def get_service(ctx: click.Context | None = None, **kwargs):
     """The RouterService of this invocation (model loaded lazily, on first routing)."""
     from router.service import RouterService

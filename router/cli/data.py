@@ -57,16 +57,15 @@ def build(out_path, base_path, provenance_path):
     ~20% of the new corrections are held out for evaluation (not written). Prints the
     distribution, with a warning when the mix drifts toward single-department answers.
     """
+    from router.cli.common import get_engine
     from router.cli.db import db_errors
     from router.dataset import write_examples
-    from router.db import check_schema, engine_for
     from router.db.engine import session_scope
     from tuning.assemble import assemble_from_store, format_report, write_provenance
 
     settings = get_settings()
     with db_errors():
-        engine = engine_for(settings)
-        check_schema(engine)
+        engine = get_engine()
         with session_scope(engine) as session:
             assembled, base = assemble_from_store(settings, session, base_path)
     write_examples(assembled.examples, out_path)

@@ -25,12 +25,16 @@ def db_errors() -> Iterator[None]:
 
 @click.group()
 def db() -> None:
-    """The ticket database (SQLite under the data dir, or TRIAGE_DATABASE_URL)."""
+    """The ticket database (SQLite under the data dir, ready on first use; or TRIAGE_DATABASE_URL)."""
 
 
 @db.command()
 def upgrade() -> None:
-    """Create the schema or apply pending migrations (safe to run again)."""
+    """Create the schema or apply pending migrations (safe to run again).
+
+    The embedded SQLite database is also created and migrated by the first command that needs it;
+    a PostgreSQL database (TRIAGE_DATABASE_URL) is migrated only by this command.
+    """
     from router.db import SCHEMA_VERSION, engine_for, safe_url
     from router.db import upgrade as run_upgrade
 
@@ -47,11 +51,16 @@ def status() -> None:
     from sqlalchemy import func, inspect, select
     from sqlmodel import Session, SQLModel
 
-    from router.db import SCHEMA_VERSION, current_version, engine_for, safe_url
+    from router.db import SCHEMA_VERSION, current_version, engine_for, safe_url, sqlite_file
 
     engine = engine_for(get_settings())
-    version = current_version(engine)
     click.echo(f"database: {safe_url(engine)}")
+    path = sqlite_file(engine)
+    if path is not None and not path.exists():  # looking must not create it
+        click.echo("schema:   none yet: the file is created and migrated by the first command that needs it "
+                   "(or `triage db upgrade`)")
+        return
+    version = current_version(engine)
     click.echo(f"schema:   version {version} (this triage needs {SCHEMA_VERSION})"
                + ("" if version == SCHEMA_VERSION else " — run `triage db upgrade`"))
     if version:

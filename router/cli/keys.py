@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from router.cli.common import get_settings
+from router.cli.common import get_engine
 from router.cli.db import db_errors
 from router.db.models import ROLES
 
@@ -12,10 +12,7 @@ from router.db.models import ROLES
 def _session():
     from sqlmodel import Session
 
-    from router.db import check_schema, engine_for
-
-    engine = engine_for(get_settings())
-    check_schema(engine)
+    engine = get_engine()
     return Session(engine)
 
 

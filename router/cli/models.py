@@ -7,17 +7,14 @@ import json
 
 import click
 
-from router.cli.common import get_settings
+from router.cli.common import get_engine
 from router.cli.db import db_errors
 
 
 def _session():
     from sqlmodel import Session
 
-    from router.db import check_schema, engine_for
-
-    engine = engine_for(get_settings())
-    check_schema(engine)
+    engine = get_engine()
     return Session(engine, expire_on_commit=False)
 
 

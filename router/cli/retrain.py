@@ -8,19 +8,11 @@ import time
 
 import click
 
-from router.cli.common import get_settings
+from router.cli.common import get_engine, get_settings
 from router.cli.db import db_errors
 from tuning.config import field_default as _default
 
 POLL_S = 0.5
-
-
-def _engine():
-    from router.db import check_schema, engine_for
-
-    engine = engine_for(get_settings())
-    check_schema(engine)
-    return engine
 
 
 def _session(engine):
@@ -118,13 +110,16 @@ def retrain(base_file, no_promote, follow, attach_id, cancel_id, list_jobs, who,
 
     settings = get_settings()
     with db_errors():
-        engine = _engine()
+        engine = get_engine()
         with _session(engine) as s:
             for dead in jobs.reap(settings, s):
                 click.echo(f"job {dead.id} marked failed: {dead.error}", err=True)
         if list_jobs:
             with _session(engine) as s:
-                for job in jobs.list_jobs(s, 20):
+                recent = jobs.list_jobs(s, 20)
+                if not recent:
+                    click.echo("no tuning jobs yet: triage retrain --follow starts one", err=True)
+                for job in recent:
                     end = job.result.get("version", "") if job.state == "succeeded" else (job.error or "")
                     click.echo(f"{job.id:>4}  {job.state:<10} {job.who:<16} {job.created:%Y-%m-%d %H:%M}  {end}")
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from router.cli.common import get_settings
+from router.cli.common import get_engine, get_settings
 from router.cli.db import db_errors
 
 
@@ -13,16 +13,16 @@ from router.cli.db import db_errors
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: TRIAGE_PORT (8080).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Default: TRIAGE_WORKERS (1).")
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
-    """Serve the API (docs at /docs). Needs `triage db upgrade` and a key from `triage keys create`."""
-    import uvicorn
+    """Serve the API (docs at /docs); calls need a key from `triage keys create`.
 
-    from router.db import check_schema, engine_for
+    The embedded SQLite database is created on first use; a PostgreSQL one needs `triage db upgrade` first.
+    """
+    import uvicorn
 
     settings = get_settings()
     host, port, workers = host or settings.host, port or settings.port, workers or settings.workers
-    engine = engine_for(settings)
     with db_errors():
-        check_schema(engine)  # refuse before binding the port, with the fix in the message
+        engine = get_engine()  # ready (or refused, with the fix in the message) before binding the port
     engine.dispose()
     if workers == 1:
         from router.api import create_app

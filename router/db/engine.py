@@ -54,6 +54,16 @@ def engine_for(settings: Settings) -> Engine:
     return make_engine(settings.resolved_database_url)
 
 
+def sqlite_file(engine_or_url: Engine | str) -> Path | None:
+    """The file of an embedded SQLite database; None for a server database or an in-memory one."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    database = url.database or ""
+    if (url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:")
+            or url.query.get("mode") == "memory"):
+        return None
+    return Path(database).expanduser()
+
+
 def safe_url(engine_or_url: Engine | str) -> str:
     """The URL with any password hidden (for messages)."""
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)

@@ -1,4 +1,5 @@
-"""Versioned schema migrations, applied by ``triage db upgrade`` (never at import).
+"""Versioned schema migrations, applied by ``triage db upgrade`` and, for the embedded SQLite database,
+on first use (``router.db.ready``); never at import.
 
 Each migration is a frozen snapshot of DDL: later model changes get a new
 migration, never an edit of an old one. ``schema_version`` records what ran.
@@ -191,19 +192,26 @@ def upgrade(engine: Engine) -> list[Migration]:
 
 
 def check_schema(engine: Engine) -> None:
-    """Raise SchemaError with what to do unless the schema is exactly this triage's."""
-    from router.db.engine import safe_url
+    """Raise SchemaError with what to do unless the schema is exactly this triage's (changes nothing:
+    a missing SQLite file is not created)."""
+    from router.db.engine import safe_url, sqlite_file
 
+    path = sqlite_file(engine)
+    if path is not None and not path.exists():
+        raise SchemaError(f"the database {safe_url(engine)} does not exist yet: any triage command that needs it "
+                          "creates it, or run `triage db upgrade`")
     try:
         version = current_version(engine)
     except Exception as exc:  # unreachable server, bad file, wrong credentials
         raise SchemaError(f"cannot open the database {safe_url(engine)}: {exc}") from exc
+    explicit = ("" if engine.url.get_backend_name() == "sqlite" else
+                f" ({engine.url.get_backend_name()} databases are created and migrated only by that command)")
     if version == 0:
-        raise SchemaError(f"the database {safe_url(engine)} has no triage schema yet: run `triage db upgrade`")
+        raise SchemaError(f"the database {safe_url(engine)} has no triage schema yet: run `triage db upgrade`{explicit}")
     if version < SCHEMA_VERSION:
         raise SchemaError(
             f"the database {safe_url(engine)} is at schema version {version}, this triage needs {SCHEMA_VERSION}: "
-            "run `triage db upgrade`"
+            f"run `triage db upgrade`{explicit}"
         )
     if version > SCHEMA_VERSION:
         raise SchemaError(

@@ -7,7 +7,8 @@ raises ``router.service.InputError`` for bad complaint text.
 
 ``Store`` / ``open_store(settings)`` wrap these for callers that hold no session
 (the terminal console). Callers use the names below (``from router import store``);
-the modules hold one idea each: errors, tickets, intake, corrections, models, facade.
+the modules hold one idea each: errors, tickets, intake, corrections, models, facade, setup
+(``open_database``: the database ready on first use).
 """
 
 from router.store.corrections import (
@@ -30,6 +31,7 @@ from router.store.models import (
     register_model_version,
     rollback,
 )
+from router.store.setup import SHIPPED_BY, open_database, register_shipped_model
 from router.store.tickets import (
     MAX_PAGE,
     add_routing,
@@ -44,10 +46,10 @@ from router.store.tickets import (
 )
 
 __all__ = [
-    "INTAKE_ATTEMPTS", "MAX_PAGE", "Conflict", "IntakeResult", "InvalidInput", "NotFound", "ReviewItem", "Store",
+    "INTAKE_ATTEMPTS", "MAX_PAGE", "SHIPPED_BY", "Conflict", "IntakeResult", "InvalidInput", "NotFound", "ReviewItem", "Store",
     "StoreError", "accept_routing", "active_model_version", "add_correction", "add_routing", "add_unique",
     "check_department", "create_ticket_with_routing", "decode_cursor", "encode_cursor", "get_model_version",
     "get_ticket", "get_ticket_by_external_id", "intake", "json_safe", "list_model_versions", "list_tickets",
-    "mark_corrections_used", "open_store", "ping", "promote", "register_model_version", "request_hash",
-    "review_queue", "rollback", "share_precedent", "ticket_public", "untrained_corrections",
+    "mark_corrections_used", "open_database", "open_store", "ping", "promote", "register_model_version", "request_hash",
+    "register_shipped_model", "review_queue", "rollback", "share_precedent", "ticket_public", "untrained_corrections",
 ]

@@ -73,9 +73,8 @@ class Store:
 
 
 def open_store(settings: Settings) -> Store:
-    """The store of `settings.resolved_database_url`; SchemaError (run `triage db upgrade`) if it is not ready."""
-    from router.db import check_schema, engine_for
+    """The store of `settings.resolved_database_url`, ready on first use (SchemaError for a PostgreSQL
+    database without this triage's schema: run `triage db upgrade`)."""
+    from router.store.setup import open_database
 
-    engine = engine_for(settings)
-    check_schema(engine)
-    return Store(engine, settings)
+    return Store(open_database(settings), settings)

@@ -10,8 +10,10 @@ from router.db.models import ModelVersion, utcnow
 from router.store.errors import Conflict, InvalidInput, NotFound, add_unique, json_safe
 
 
-def register_model_version(session: Session, artifact_path: str | Path, *, metrics: dict | None = None) -> ModelVersion:
-    """Add a trained soft-prompt artifact as a candidate version.
+def register_model_version(session: Session, artifact_path: str | Path, *, metrics: dict | None = None,
+                           active_by: str | None = None) -> ModelVersion:
+    """Add a trained soft-prompt artifact as a candidate version (active at once, promoted by `active_by`,
+    when given: for the first version of an empty registry only).
 
     Its name is the artifact's own version (triage.json, else the directory name): the
     name every routing made with it records as model_version.
@@ -25,10 +27,17 @@ def register_model_version(session: Session, artifact_path: str | Path, *, metri
         raise InvalidInput(str(exc), "artifact_path") from exc
     name = meta.get("version") or path.name
     row = ModelVersion(version=name, artifact_path=str(path), meta=json_safe(meta),
-                       metrics=json_safe(metrics if metrics is not None else dict(meta.get("metrics") or {})))
+                       metrics=json_safe(metrics if metrics is not None else _own_metrics(meta)))
+    if active_by is not None:
+        row.status, row.promoted_by, row.promoted_at = "active", active_by, utcnow()
     add_unique(session, row, f"model version {name!r} is already registered", "version")
     session.refresh(row)
     return row
+
+
+def _own_metrics(meta: dict) -> dict:
+    """The scores an artifact carries: a job's gate metrics, else `triage tune --dev`'s dev evaluation."""
+    return dict(meta.get("metrics") or meta.get("dev_metrics") or {})
 
 
 def list_model_versions(session: Session) -> list[ModelVersion]:
