@@ -46,9 +46,10 @@ class TuningConfig(BaseModel):
         "model's layer count). Higher is faster to train, lower learns more.",
     )
     prompt_dropout: float = Field(
-        0.1, ge=0.0, le=0.5,
+        0.0, ge=0.0, le=0.5,
         description="late-prompt: share of the prompt's positions hidden from each training example (the same at every "
-        "layer; never when serving), against memorizing the training set.",
+        "layer; never when serving), against memorizing the training set. 0 by default: 0.1 scored lower on the "
+        "validation split (0.604 vs 0.702 exact-set).",
     )
     prompt_loss: Literal["decisions", "lm"] = Field(
         "decisions",
