@@ -10,7 +10,7 @@ REFERENCE_1 := Where are the 2 extra sets of sheets that are supposed to come wi
 REFERENCE_2 := I see a 2-door model in your TV ad, but why is that not available?
 REFERENCE_3 := I could not get someone on the phone who could fix my problems! Your so-called "SMEs" are just not helpful.
 
-.PHONY: install demo test test-slow bench eval tune-default tune-v2 clean
+.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -40,6 +40,9 @@ eval: install
 # How the shipped artifacts were produced (see README):
 tune-default: install
 	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints --dev data/dev.jsonl --version smollm2-complaints-r3
+
+tune-late-prompt: install
+	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-late-prompt --method late-prompt --dev data/dev.jsonl --version smollm2-complaints-late-prompt-r1
 
 tune-v2: install
 	$(BIN)/triage tune --data data/complaints_v2.jsonl --out router/artifacts/smollm2-complaints-v2 --dev data/dev.jsonl --version smollm2-complaints-v2
