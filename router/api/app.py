@@ -16,8 +16,9 @@ from router import store
 from router.api import errors
 from router.api.batching import GroupRouter
 from router.api.limits import BodyLimit
-from router.api.routes import health, keys, models, routing, tickets, tuning
-from router.db import engine_for
+from router.api.observability import Metrics, RequestContext
+from router.api.routes import health, keys, metrics, models, routing, tickets, tuning
+from router.db import check_schema, engine_for
 from router.service import RouterService
 from router.settings import Settings
 
@@ -93,14 +94,14 @@ async def lifespan(app: FastAPI):
 
 
 def create_app(settings: Settings, service: RouterService | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """The API over `settings`' database (the embedded SQLite one is created and migrated on first use);
-    refuses (SchemaError) a PostgreSQL database whose schema is missing or old: run `triage db upgrade`.
+    """The API over `settings`' database; refuses (SchemaError) when the schema is missing or old.
 
     service: the RouterService to route with (tests pass a tiny one); default: one built from settings,
     serving the registry's active model version unless TRIAGE_TUNED_MODEL says otherwise.
     """
     owns_engine = engine is None
-    engine = store.open_database(settings, engine or engine_for(settings))
+    engine = engine or engine_for(settings)
+    check_schema(engine)
     _reap_dead_jobs(settings, engine)
     active = _active_version(engine)
     # An explicit TRIAGE_TUNED_MODEL is served until the next promotion; otherwise the active version.
@@ -120,8 +121,11 @@ def create_app(settings: Settings, service: RouterService | None = None, *, engi
     app.state.settings, app.state.service, app.state.engine = settings, service, engine
     app.state.router = GroupRouter(service)
     app.state.owns_engine, app.state.model_version_seen = owns_engine, seen
+    app.state.metrics = Metrics(engine, lambda: app.state.model_version_seen)
+    app.state.router.observe = app.state.metrics.observe
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, routing, tickets, models, keys, tuning):
+    app.add_middleware(RequestContext, metrics=app.state.metrics)  # outermost: sees 413s and 400s too
+    for module in (health, routing, tickets, models, keys, tuning, metrics):
         app.include_router(module.router)
     return app

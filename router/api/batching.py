@@ -7,12 +7,15 @@ same options in one `route_many` call. A lone request runs at once (no added wai
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from router.results import Routing
 from router.service import RouterService, validate_text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +36,7 @@ class GroupRouter:
         self._pending: list[_Job] = []
         self._queue_lock = threading.Lock()
         self._model_lock = threading.Lock()
+        self.observe: Callable[[Sequence[Routing]], None] | None = None  # sees every batch routed (metrics)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.service, name)
@@ -42,7 +46,7 @@ class GroupRouter:
 
     def route_many(self, texts: Sequence[str], strategy: str | None = None, **options) -> list[Routing]:
         if not self.service.settings.group_routing:
-            return self.service.route_many(texts, strategy, **options)
+            return self._observed(self.service.route_many(texts, strategy, **options))
         max_chars = self.service.settings.max_input_chars
         clean = [validate_text(t, max_chars) for t in texts]  # a bad text fails its own request only
         job = _Job(clean, (strategy, tuple(sorted(options.items()))))
@@ -72,14 +76,14 @@ class GroupRouter:
         strategy, options = jobs[0].key
         kwargs = dict(options)
         try:
-            routed = self.service.route_many([t for j in jobs for t in j.texts], strategy, **kwargs)
+            routed = self._observed(self.service.route_many([t for j in jobs for t in j.texts], strategy, **kwargs))
         except Exception as exc:  # noqa: BLE001 - retried one by one so each request gets its own answer
             if len(jobs) == 1:
                 self._finish(jobs[0], None, exc)
                 return
             for job in jobs:
                 try:
-                    self._finish(job, self.service.route_many(job.texts, strategy, **kwargs), None)
+                    self._finish(job, self._observed(self.service.route_many(job.texts, strategy, **kwargs)), None)
                 except Exception as one:  # noqa: BLE001 - handed to the waiting request
                     self._finish(job, None, one)
             return
@@ -87,6 +91,14 @@ class GroupRouter:
         for job in jobs:
             self._finish(job, routed[start : start + len(job.texts)], None)
             start += len(job.texts)
+
+    def _observed(self, routed: list[Routing]) -> list[Routing]:
+        if self.observe is not None:
+            try:
+                self.observe(routed)
+            except Exception:  # noqa: BLE001 - metrics never fail a routing
+                log.exception("could not record routing metrics")
+        return routed
 
     @staticmethod
     def _finish(job: _Job, result: list[Routing] | None, error: BaseException | None) -> None:
