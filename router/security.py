@@ -13,7 +13,7 @@ import secrets
 
 from sqlmodel import Session, select
 
-from router.db.models import ROLES, ApiKey, utcnow
+from router.db.models import ROLES, ApiKey, check_key_name, utcnow
 from router.store import InvalidInput, NotFound, add_unique
 
 KEY_TAG = "trk"
@@ -28,6 +28,24 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "models": frozenset({"supervisor"}),
     "keys": frozenset({"supervisor"}),
 }
+
+
+# What each permission lets a caller do, as said in a refusal: "the agent role may not manage API keys".
+ACTIONS: dict[str, str] = {
+    "intake": "take in tickets",
+    "read": "read tickets",
+    "route": "route complaints",
+    "compare": "compare strategies",
+    "correct": "correct routings",
+    "models": "manage model versions and tuning jobs",
+    "keys": "manage API keys",
+}
+
+
+def refusal(role: str, permission: str) -> str:
+    """Why `role` is refused `permission`, and which roles hold it."""
+    holders = " or ".join(sorted(PERMISSIONS[permission]))
+    return f"the {role} role may not {ACTIONS[permission]}; that needs a key with role {holders}"
 
 
 def allowed(role: str, permission: str) -> bool:
@@ -50,9 +68,10 @@ def create_key(session: Session, name: str, role: str) -> tuple[ApiKey, str]:
     """Store a new key for `name`; returns the row and the plaintext key (shown once, never stored)."""
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}; choose one of {', '.join(ROLES)}", "role")
-    name = name.strip()
-    if not name:
-        raise InvalidInput("name is empty", "name")
+    try:
+        check_key_name(name)
+    except ValueError as exc:
+        raise InvalidInput(f"name {exc}", "name") from None
     prefix, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_hex(16)
     row = ApiKey(name=name, role=role, prefix=prefix, salt=salt, hashed_secret=hash_secret(secret, salt))
     add_unique(session, row, f"an API key named {name!r} already exists (revoked keys keep their name)", "name")

@@ -54,6 +54,17 @@ def test_keys_create_list_revoke():
     assert code == 1 and "no API key named 'nobody'" in err
 
 
+def test_keys_create_refuses_names_outside_the_pattern():
+    for name, shown in (("../x", "'/'"), ("a/b", "'/'"), ("two\nlines", "'\\n'"), ("\x1b[2Jwipe", "'\\x1b'"),
+                        (" boss", "' '")):
+        code, out, err = run("keys", "create", "--role", "agent", "--name", name)
+        assert code == 1 and out == "", name
+        assert err.startswith("triage: error: name ") and shown in err and "only letters, digits and . _ @ -" in err, err
+    code, out, _ = run("keys", "list")
+    assert code == 0 and out == "", "nothing was created"
+    assert run("keys", "create", "--role", "agent", "--name", "desk-2@site.example")[0] == 0
+
+
 def test_models_register_promote_rollback(tiny_artifact, tmp_path):
     from tuning.artifacts import update_metadata
 

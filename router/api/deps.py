@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from router.api.batching import GroupRouter
-from router.security import PERMISSIONS, allowed, authenticate
+from router.security import allowed, authenticate, refusal
 from router.service import RouterService
 from router.settings import Settings
 
@@ -56,7 +56,6 @@ class Caller:
 
 def require(permission: str) -> Callable[..., Caller]:
     """A dependency: 401 without a live key, 403 when the key's role lacks `permission`."""
-    holders = ", ".join(sorted(PERMISSIONS[permission]))
 
     def caller(session: SessionDep, credentials: Credentials) -> Caller:
         if credentials is None:
@@ -67,7 +66,7 @@ def require(permission: str) -> Callable[..., Caller]:
         who = Caller(row.name, row.role)
         session.rollback()  # end the read transaction; the route starts its own
         if not allowed(who.role, permission):
-            raise denied(403, f"the {who.role} role may not {permission}; that needs a key with role {holders}")
+            raise denied(403, refusal(who.role, permission))
         return who
 
     return caller

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.artifact import ArtifactError
 from router.departments import LabelError
@@ -17,6 +18,8 @@ from router.service import InputError
 from router.store import Conflict, InvalidInput, NotFound, StoreError
 
 log = logging.getLogger(__name__)
+
+FASTAPI_PARSE_ERROR = "There was an error parsing the body"  # fastapi.routing's 400 for a body json.loads fails on
 
 
 def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
@@ -70,6 +73,14 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 400 and detail == FASTAPI_PARSE_ERROR and not getattr(exc, "errors", None):
+        # The body is JSON text but json.loads gave up on it (not a syntax error, which is a 422 already):
+        # like every other body that cannot be read, a 422 naming the body.
+        cause = exc.__cause__
+        problem = ("the JSON is nested too deeply to read (keep objects and arrays under a few hundred levels)"
+                   if isinstance(cause, RecursionError) else
+                   f"the request body could not be read as JSON ({type(cause).__name__ if cause else 'unknown error'})")
+        return error_response(422, f"body: {problem}", [{"field": "body", "problem": problem}])
     errors = getattr(exc, "errors", None)
     return error_response(exc.status_code, detail, errors, getattr(exc, "headers", None))
 
@@ -106,6 +117,36 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal server error (logged on the server)")
 
 
+class ServerErrors:
+    """A pure-ASGI middleware just outside the routes: an exception no handler took is logged and answered with
+    the JSON 500, and goes no further. (Starlette's outermost handler re-raises after answering, and uvicorn
+    then closes the connection, so the client's next request on the same keep-alive connection failed too.)"""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except StarletteHTTPException:
+            raise  # answered further out (BodyLimit's 413/400 for bodies no route read)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # half an answer went out: only closing the connection can tell the client
+                raise
+            await error_response(500, "internal server error (logged on the server)")(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -116,3 +157,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StrategyError, strategy_error)
     app.add_exception_handler(ArtifactError, artifact_error)
     app.add_exception_handler(Exception, unexpected_error)
+    app.add_middleware(ServerErrors)  # innermost of the middlewares: the ones added later wrap it

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
-from router.db.models import Strategy, _Forbid
+from router.db.models import MAX_ROW_ID, Strategy, _Forbid
 from router.results import Routing
+
+
+def row_id(what: str):
+    """A path id: 1 to MAX_ROW_ID, so an id no row can have is a 422 naming the parameter, never a driver
+    OverflowError (a 500 that also dropped the keep-alive connection)."""
+    return Annotated[int, Path(ge=1, le=MAX_ROW_ID, description=f"The {what}'s id.")]
 
 
 class RouteRequest(_Forbid):

@@ -23,7 +23,7 @@ def keys() -> None:
 
 @keys.command()
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What the key may do.")
-@click.option("--name", required=True, help="Who or what uses the key (unique).")
+@click.option("--name", required=True, help="Who or what uses the key (unique; letters, digits and . _ @ -).")
 def create(role: str, name: str) -> None:
     """Create a key and print it once (only its hash is stored)."""
     from router.security import create_key
@@ -47,7 +47,8 @@ def list_() -> None:
     click.echo(f"{'name':<24} {'role':<12} {'prefix':<14} {'created':<20} revoked")
     for row in rows:
         revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-"
-        click.echo(f"{row.name:<24} {row.role:<12} {row.prefix:<14} {row.created.isoformat(timespec='seconds'):<20} {revoked}")
+        name = row.name if row.name.isprintable() else repr(row.name)  # a name made before names were checked
+        click.echo(f"{name:<24} {row.role:<12} {row.prefix:<14} {row.created.isoformat(timespec='seconds'):<20} {revoked}")
 
 
 @keys.command()

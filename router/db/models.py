@@ -6,6 +6,7 @@ lists and dicts so the same code runs on SQLite and PostgreSQL.
 
 # No `from __future__ import annotations`: SQLModel relationships need real annotations.
 
+import re
 from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 
@@ -19,6 +20,7 @@ Strategy = Literal["tuned", "zero-shot", "multi-shot"]
 Role = Literal["integration", "agent", "supervisor"]
 ModelStatus = Literal["candidate", "active", "retired"]
 ROLES: tuple[str, ...] = ("integration", "agent", "supervisor")
+MAX_ROW_ID = 2**63 - 1  # the largest id an integer key holds (SQLite INTEGER, PostgreSQL BIGINT)
 MODEL_STATUSES: tuple[str, ...] = ("candidate", "active", "retired")
 
 
@@ -250,9 +252,32 @@ class ApiKey(ApiKeyBase, table=True):
     revoked_at: Optional[datetime] = Field(default=None, sa_column=Column(DateTime(), nullable=True))
 
 
+KEY_NAME_PATTERN = r"^[A-Za-z0-9._@-]+$"
+KEY_NAME_MAX = 100
+
+
+def check_key_name(name: str) -> str:
+    """`name` if it can name an API key (it is shown in lists and is part of DELETE /v1/keys/{name}); else
+    ValueError saying what is allowed."""
+    if not name:
+        raise ValueError("is empty: name who or what uses the key")
+    if len(name) > KEY_NAME_MAX:
+        raise ValueError(f"is {len(name)} characters; at most {KEY_NAME_MAX}")
+    if not re.fullmatch(KEY_NAME_PATTERN[1:-1], name):
+        bad = next(c for c in name if not re.fullmatch(KEY_NAME_PATTERN[1:-1], c))
+        raise ValueError(f"{name!r} has {bad!r}; only letters, digits and . _ @ - are allowed")
+    return name
+
+
 class ApiKeyCreate(_Forbid):
-    name: str = Field(min_length=1, max_length=100, regex=r"^[A-Za-z0-9._@-]+$")
+    name: str = Field(max_length=KEY_NAME_MAX, schema_extra={"json_schema_extra": {"pattern": KEY_NAME_PATTERN}},
+                      description="Who or what uses the key: letters, digits and . _ @ - only.")
     role: Role
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_key_name(value)
 
 
 class ApiKeyPublic(ApiKeyBase, _Public):

@@ -27,7 +27,14 @@ def add_correction(session: Session, ticket_id: int, departments: Sequence[str],
     """
     if not departments:
         raise InvalidInput("departments is empty: name every department that must act", "departments")
-    names = canonical(check_department(name, f"departments[{i}]") for i, name in enumerate(departments))
+    seen: dict[str, int] = {}
+    for i, name in enumerate(departments):
+        check_department(name, f"departments[{i}]")
+        if name in seen:
+            raise InvalidInput(f"{name!r} is listed twice (departments[{seen[name]}] and departments[{i}]): "
+                               "name each department once", f"departments[{i}]")
+        seen[name] = i
+    names = canonical(departments)
     ticket = ticket_row(session, ticket_id)
     why = why.strip() if why and why.strip() else None
     correction = Correction(departments=names, who=who, why=why)

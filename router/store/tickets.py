@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import String, cast
 from sqlmodel import Session, col, select
 
-from router.db.models import RoutingRecord, Ticket, TicketPublic, TicketsPublic, to_naive_utc
+from router.db.models import MAX_ROW_ID, RoutingRecord, Ticket, TicketPublic, TicketsPublic, to_naive_utc
 from router.departments import DEPARTMENTS
 from router.results import Routing
 from router.store.errors import InvalidInput, NotFound, add_unique, json_safe
@@ -64,7 +64,7 @@ def add_routing(session: Session, ticket_id: int, routing: Routing) -> TicketPub
 
 
 def ticket_row(session: Session, ticket_id: int) -> Ticket:
-    ticket = session.get(Ticket, ticket_id)
+    ticket = session.get(Ticket, ticket_id) if 1 <= ticket_id <= MAX_ROW_ID else None  # no driver OverflowError
     if ticket is None:
         raise NotFound(f"no ticket {ticket_id}", "ticket_id")
     return ticket
@@ -88,7 +88,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         tag, value = raw.split(":", 1)
-        if tag != "t":
+        if tag != "t" or not 1 <= int(value) <= MAX_ROW_ID:
             raise ValueError(tag)
         return int(value)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:

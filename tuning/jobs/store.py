@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from router.db.models import ModelVersion, utcnow
+from router.db.models import MAX_ROW_ID, ModelVersion, utcnow
 from router.store import Conflict, InvalidInput, NotFound, json_safe
 from tuning.jobs.launch import hostname, pid_alive, process_start
 from tuning.jobs.paths import JobPaths
@@ -71,7 +71,7 @@ def validate_parameters(parameters: dict[str, Any]):
 
 # -- reading --------------------------------------------------------------------------------
 def get_job(session: Session, job_id: int) -> TuningJob:
-    job = session.get(TuningJob, job_id)
+    job = session.get(TuningJob, job_id) if 1 <= job_id <= MAX_ROW_ID else None  # no driver OverflowError
     if job is None:
         raise NotFound(f"no tuning job {job_id} (see GET /v1/tuning/jobs or `triage retrain --list`)", "job_id")
     return job

@@ -24,7 +24,7 @@ def create_key(body: ApiKeyCreate, session: SessionDep, _caller: caller_dep("key
     return ApiKeyCreated.model_validate({**ApiKeyPublic.model_validate(row).model_dump(), "key": secret})
 
 
-@router.delete("/{name}", response_model=ApiKeyPublic, responses={404: {"model": ErrorOut}},
-               summary="Revoke a key at once")
+@router.delete("/{name:path}", response_model=ApiKeyPublic, responses={404: {"model": ErrorOut}},
+               summary="Revoke a key at once (any name, also one with '/' made before names were checked)")
 def revoke_key(name: str, session: SessionDep, _caller: caller_dep("keys")) -> ApiKeyPublic:
     return ApiKeyPublic.model_validate(security.revoke_key(session, name))

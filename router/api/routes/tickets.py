@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from router import store
 from router.api.deps import RouterDep, SessionDep, SettingsDep, caller_dep
-from router.api.schemas import ErrorOut
+from router.api.schemas import ErrorOut, row_id
 from router.db.models import (
     CorrectionCreate,
     CorrectionPublic,
@@ -30,6 +30,7 @@ IdempotencyKey = Annotated[
            description="Retrying with the same key returns the original result; another body with it is a 409."),
 ]
 ERRORS = {409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+TicketId = row_id("ticket")
 
 
 def _answer(result: store.IntakeResult) -> JSONResponse:
@@ -63,9 +64,10 @@ def create_tickets(body: TicketBatchIntake, session: SessionDep, service: Router
     return _answer(result)
 
 
-@router.get("/tickets/{ticket_id}", response_model=TicketPublic, responses={404: {"model": ErrorOut}},
+@router.get("/tickets/{ticket_id}", response_model=TicketPublic,
+            responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
             summary="One ticket with its routings and corrections")
-def read_ticket(ticket_id: int, session: SessionDep, _caller: caller_dep("read")) -> TicketPublic:
+def read_ticket(ticket_id: TicketId, session: SessionDep, _caller: caller_dep("read")) -> TicketPublic:
     return store.get_ticket(session, ticket_id)
 
 
@@ -85,6 +87,6 @@ def list_tickets(session: SessionDep, _caller: caller_dep("read"),
 @router.post("/tickets/{ticket_id}/corrections", status_code=201, response_model=CorrectionPublic,
              responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
              summary="Record the departments that should have been chosen (supervisor)")
-def correct_ticket(ticket_id: int, body: CorrectionCreate, session: SessionDep, settings: SettingsDep,
+def correct_ticket(ticket_id: TicketId, body: CorrectionCreate, session: SessionDep, settings: SettingsDep,
                    caller: caller_dep("correct")) -> CorrectionPublic:
     return store.add_correction(session, ticket_id, body.departments, who=caller.name, why=body.why, settings=settings)

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from router.api.deps import SessionDep, SettingsDep, caller_dep
 from router.api.errors import error_response
-from router.api.schemas import ErrorOut
+from router.api.schemas import ErrorOut, row_id
 from router.db.models import _Forbid
 from tuning.jobs import store as jobs
 from tuning.jobs.records import TuningJobPublic
@@ -17,6 +17,7 @@ from tuning.jobs.service import start_job
 
 router = APIRouter(prefix="/v1/tuning/jobs", tags=["tuning"])
 ERRORS = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+JobId = row_id("tuning job")
 
 
 class TuningJobCreate(_Forbid):
@@ -57,7 +58,7 @@ def list_(request: Request, session: SessionDep, settings: SettingsDep, _caller:
 
 @router.get("/{job_id}", response_model=TuningJobPublic, responses=ERRORS,
             summary="One job: state, epoch, step, loss, ETA and the loss curve so far")
-def get(job_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+def get(job_id: JobId, request: Request, session: SessionDep, settings: SettingsDep,
         _caller: caller_dep("models")) -> TuningJobPublic:
     _reap(request, session)
     return jobs.public(settings, jobs.get_job(session, job_id))
@@ -65,7 +66,7 @@ def get(job_id: int, request: Request, session: SessionDep, settings: SettingsDe
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=TuningJobPublic, responses=ERRORS,
              summary="Stop the job at its next step; nothing is registered")
-def cancel(job_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+def cancel(job_id: JobId, request: Request, session: SessionDep, settings: SettingsDep,
            _caller: caller_dep("models")) -> TuningJobPublic:
     _reap(request, session)
     return jobs.public(settings, jobs.request_cancel(session, settings, job_id))
