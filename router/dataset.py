@@ -16,6 +16,7 @@ from pathlib import Path
 from router.departments import LabelError, canonical, format_departments, parse_departments
 
 ALLOWED_KEYS = {"input", "output", "rule"}
+BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_CHARS = 2000
 
 
@@ -148,15 +149,30 @@ def check_lines(lines: Iterable[str], path: Path, max_chars: int = DEFAULT_MAX_C
 
 
 def check_file(path: str | Path, max_chars: int = DEFAULT_MAX_CHARS) -> CheckResult:
+    """Every line checked. A UTF-8 byte-order mark and Windows line endings (as Excel and Notepad write
+    them) are read as if absent, each with a warning; lines end at "\n" only, as JSONL says (a U+2028 in
+    a complaint does not split it)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file")
+    raw = path.read_bytes()
+    bom = raw.startswith(BOM)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw[len(BOM) if bom else 0:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start + (len(BOM) if bom else 0)].count(b"\n") + 1
         return CheckResult(path, problems=[Problem(line, "not valid UTF-8")])
-    return check_lines(text.splitlines(), path, max_chars)
+    lines = text.split("\n")
+    crlf = [number for number, line in enumerate(lines, start=1) if line.endswith("\r")]
+    result = check_lines([line[:-1] if line.endswith("\r") else line for line in lines], path, max_chars)
+    notes = []
+    if bom:
+        notes.append(Problem(1, "the file starts with a UTF-8 byte-order mark (BOM); it was skipped", "warning"))
+    if crlf:
+        notes.append(Problem(crlf[0], f"Windows line endings (CRLF) on {len(crlf)} line(s), the first here; read as "
+                                      "plain newlines", "warning"))
+    result.problems[:0] = notes
+    return result
 
 
 def load_examples(path: str | Path, max_chars: int = DEFAULT_MAX_CHARS) -> list[Example]:

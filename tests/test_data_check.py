@@ -69,6 +69,30 @@ def test_non_canonical_order_is_a_warning_not_an_error(tmp_path):
     assert load_examples(path)[0].output == "Warehouse, Packaging"
 
 
+def test_a_file_saved_by_excel_or_notepad_is_valid_with_warnings(tmp_path):
+    """A UTF-8 byte-order mark and CRLF line endings: read as if absent, each reported once as a warning."""
+    lines = [GOOD, '{"input": "The agent hung up on me.", "output": "Service"}']
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(line + "\r\n" for line in lines).encode())
+    result = run(path)
+    assert result.exit_code == 0, result.output
+    assert f"{path}:1: warning: the file starts with a UTF-8 byte-order mark (BOM)" in result.output
+    assert f"{path}:1: warning: Windows line endings (CRLF) on 2 line(s)" in result.output
+    assert "utf-8-sig" not in result.output and "2 valid examples; OK" in result.output
+    examples = load_examples(path)
+    assert [(e.input, e.output) for e in examples] == [("There are multiple missing parts from the package.",
+                                                         "Warehouse, Packaging"), ("The agent hung up on me.", "Service")]
+
+
+def test_line_separators_inside_a_complaint_do_not_split_it(tmp_path):
+    path = tmp_path / "u2028.jsonl"
+    record = {"input": "Two parts missing.\u2028Also the box was crushed.", "output": "Warehouse, Packaging"}
+    path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = run(path)
+    assert result.exit_code == 0 and "1 valid examples; OK" in result.output and "not valid JSON" not in result.output
+    assert load_examples(path)[0].input == record["input"]
+
+
 def test_shipped_data_files_are_valid_and_disjoint():
     from router.dataset import normalize
     from tests.conftest import ROOT
