@@ -132,6 +132,13 @@ def describe_error(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def loss_unit(config: TuningConfig) -> str:
+    """What one unit of the training loss is, for plots."""
+    if config.method == "late-prompt" and config.prompt_loss == "decisions":
+        return "loss (per decoder decision)"
+    return "loss (per answer token)"
+
+
 def describe_method(config: TuningConfig) -> str:
     """What a tune trains, in words (CLI and console messages)."""
     if config.method == "lora":

@@ -32,8 +32,9 @@ def _metrics_lines(meta: dict) -> list[str]:
     for key in ("dev_metrics", "test_metrics"):
         m = meta.get(key)
         if m:
-            lines.append(f"- `{m.get('data')}` ({m.get('n')} complaints, held out): exact-set {m['exact_set_accuracy']:.4f}, "
-                         f"micro F1 {m['micro_f1']:.3f}, macro F1 {m['macro_f1']:.3f}")
+            how = f", {m['precision']}" if m.get("precision") else ""
+            lines.append(f"- `{m.get('data')}` ({m.get('n')} complaints, held out{how}): exact-set "
+                         f"{m['exact_set_accuracy']:.4f}, micro F1 {m['micro_f1']:.3f}, macro F1 {m['macro_f1']:.3f}")
     return lines or ["- not evaluated yet (`triage eval --model <this directory>`)"]
 
 

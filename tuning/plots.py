@@ -17,7 +17,8 @@ def _pyplot():
     return plt
 
 
-def loss_png(train: Sequence[float], validation: Sequence[float], path: Path, title: str = "prompt tuning loss") -> Path:
+def loss_png(train: Sequence[float], validation: Sequence[float], path: Path, title: str = "tuning loss",
+             ylabel: str = "loss (per answer token)") -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     epochs = range(1, len(train) + 1)
@@ -25,7 +26,7 @@ def loss_png(train: Sequence[float], validation: Sequence[float], path: Path, ti
     if validation and any(v == v for v in validation):
         ax.plot(range(1, len(validation) + 1), validation, marker="s", label="validation")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (per answer token)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -80,7 +80,7 @@ def tune(data_path, out_path, dev_path, version, **params):
     from pydantic import ValidationError
 
     from tuning.artifacts import build_metadata, save_artifact, update_metadata
-    from tuning.config import TuningConfig, describe_error, describe_method
+    from tuning.config import TuningConfig, describe_error, describe_method, loss_unit
     from tuning.plots import loss_png, loss_terminal
     from tuning.train import train
 
@@ -100,7 +100,7 @@ def tune(data_path, out_path, dev_path, version, **params):
     result = train(base, examples, config, on_progress=_progress_printer(sys.stderr))
     metadata = build_metadata(base, config, result, Path(data_path), version or out.name)
     save_artifact(result, metadata, out)
-    loss_png(result.epoch_losses, result.val_losses, out / "loss.png")
+    loss_png(result.epoch_losses, result.val_losses, out / "loss.png", f"{config.method} tuning loss", loss_unit(config))
     click.echo(loss_terminal(result.epoch_losses, result.val_losses), err=True)
     click.echo(f"best epoch {result.best_epoch}; {result.seconds:.0f}s ({result.seconds_per_epoch:.0f}s/epoch)", err=True)
     if dev_path:
@@ -109,6 +109,6 @@ def tune(data_path, out_path, dev_path, version, **params):
         service.use_tuned(out)
         report = evaluate_lm(service, "tuned", load_examples(dev_path, settings.max_input_chars), batch_size=16)
         summary = {k: v for k, v in report.to_json().items() if k != "per_department"}
-        update_metadata(out, dev_metrics={"data": str(dev_path), **report.to_json()})
+        update_metadata(out, dev_metrics={"data": str(dev_path), "precision": "fp32", **report.to_json()})
         click.echo(json.dumps(summary), err=True)
     click.echo(str(out))
