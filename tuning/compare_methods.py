@@ -7,6 +7,7 @@ measured here on one labeled file in one process: exact-set, micro/macro F1, inp
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from pathlib import Path
@@ -34,7 +35,9 @@ def evaluate_artifact(service, path: Path, examples: Sequence[Example], *, batch
                       on_progress=None) -> StrategyReport:
     """Route `examples` with the artifact at `path` (batched for the metrics, one at a time for latency)."""
     meta = read_metadata(path)
-    service.engine  # the base model is loaded before the artifact's memory is measured
+    # the base model is loaded and warm (first-call allocations made) before the artifact's memory is measured
+    service.route_many([ex.input for ex in examples[:batch_size]], "zero-shot", batch_size=batch_size)
+    gc.collect()
     before = current_rss_mb()
     service.use_tuned(path)
     report = evaluate_lm(service, "tuned", examples, batch_size=batch_size, on_progress=on_progress)
@@ -43,6 +46,7 @@ def evaluate_artifact(service, path: Path, examples: Sequence[Example], *, batch
         began = time.perf_counter()
         service.route(ex.input, "tuned")
         singles.append((time.perf_counter() - began) * 1000)
+    gc.collect()
     report.strategy = f"tuned {meta.get('version') or Path(path).name}"
     report.extra.update({
         "method": meta.get("method"),
@@ -67,14 +71,14 @@ def _count_parameters(path: Path) -> int:
 
 
 def format_methods_table(reports: Sequence[StrategyReport]) -> str:
-    header = (f"{'model':<30} {'method':<12} {'params':>9} {'size':>9} {'train s':>8} {'exact':>6} {'microF1':>8} "
+    header = (f"{'model':<40} {'method':<12} {'params':>9} {'size':>9} {'train s':>8} {'exact':>6} {'microF1':>8} "
               f"{'macroF1':>8} {'in tok':>7} {'p50 ms':>7} {'+mem MB':>8}")
     lines = [header, "-" * len(header)]
     for r in reports:
         j, e = r.to_json(), r.extra
         size = f"{e['artifact_bytes'] / 1e6:.2f} MB" if "artifact_bytes" in e else "–"
         lines.append(
-            f"{r.strategy:<30} {e.get('method', '–'):<12} {e.get('trainable_parameters', '–')!s:>9} {size:>9} "
+            f"{r.strategy:<40} {e.get('method', '–'):<12} {e.get('trainable_parameters', '–')!s:>9} {size:>9} "
             f"{e.get('train_seconds', '–')!s:>8} {j['exact_set_accuracy']:>6.3f} {j['micro_f1']:>8.3f} {j['macro_f1']:>8.3f} "
             f"{j['mean_input_tokens']:>7.1f} {e.get('single_p50_ms', '–')!s:>7} {e.get('memory_added_mb', '–')!s:>8}"
         )
