@@ -135,7 +135,8 @@ def retrain(base_file, no_promote, follow, attach_id, cancel_id, list_jobs, who,
         given = {k: v for k, v in params.items() if v is not None}
         try:
             job = start_job(settings, engine, given, who=who or f"cli:{getpass.getuser()}",
-                            auto_promote=not no_promote, base_file=base_file, watch_exit=False)
+                            auto_promote=not no_promote, base_file=base_file, watch_exit=False,
+                            owned=False)  # detached: the job outlives this command
         except jobs.ParameterError as exc:
             raise click.BadParameter(str(exc), param_hint="tuning parameters") from None
     if job.state == "failed":

@@ -1,5 +1,5 @@
 """Where a job's files live: <data_dir>/jobs/<id>/ holds progress.json, worker.log, settings.json,
-the cancel flag, and the artifact while it is being built (moved into models_dir when registered)."""
+the cancel flag (and why, when the worker lost its owner), and the artifact while it is being built (moved into models_dir when registered)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ class JobPaths:
         return self.root / "cancel"
 
     @property
+    def orphaned(self) -> Path:
+        """Written by the worker when the process that started it is gone: why it stopped."""
+        return self.root / "orphaned"
+
+    @property
     def data(self) -> Path:
         """The assembled training files before they join the artifact."""
         return self.root / "data"
@@ -48,7 +53,7 @@ class JobPaths:
         """Remove what an unfinished job leaves behind (never progress.json or worker.log)."""
         for path in (self.staging, self.staging.with_name(self.staging.name + ".partial"), self.data):
             shutil.rmtree(path, ignore_errors=True)
-        for path in (self.cancel, self.settings):
+        for path in (self.cancel, self.settings, self.orphaned):
             path.unlink(missing_ok=True)
 
 

@@ -1,7 +1,8 @@
 """`python -m tuning.jobs.run JOB_ID --settings FILE`: the worker process of one tuning job.
 
 Exit status 0 when the job succeeded, 1 when it failed or was cancelled (the
-reason is in the database and the job's worker.log). SIGTERM stops it like a cancel.
+reason is in the database and the job's worker.log). SIGTERM stops it like a cancel; with --owner,
+so does the end of that process (the job then fails, saying so).
 Unless TRIAGE_TORCH_THREADS says otherwise it uses every core but one (serving keeps one).
 """
 
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tuning.jobs.run", description=__doc__.splitlines()[0])
     parser.add_argument("job_id", type=int)
     parser.add_argument("--settings", required=True, help="settings.json written by the launcher")
+    parser.add_argument("--owner", default=None, metavar="PID:START",
+                        help="the process the job belongs to: when it ends, the job stops at its next step and fails")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = read_settings(args.settings)
@@ -31,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         paths.cancel.touch()
 
     signal.signal(signal.SIGTERM, terminate)
+    if args.owner:
+        from tuning.jobs.launch import watch_owner
+
+        def owner_gone(pid: int) -> None:
+            paths.orphaned.write_text(f"the server that started it (pid {pid}) stopped", encoding="utf-8")
+            paths.cancel.touch()
+
+        watch_owner(args.owner, owner_gone)
     from tuning.jobs.worker import run_job
 
     job = run_job(settings, args.job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from sqlalchemy import Engine
@@ -16,11 +17,13 @@ log = logging.getLogger(__name__)
 
 
 def start_job(settings, engine: Engine, parameters: dict[str, Any], *, who: str, auto_promote: bool = True,
-              base_file: str | None = None, watch_exit: bool = True) -> TuningJob:
+              base_file: str | None = None, watch_exit: bool = True, owned: bool = True) -> TuningJob:
     """Record a job and start its worker process; ParameterError / Conflict before anything starts.
 
     watch_exit: reap the worker in a thread of this process when it ends (long-lived callers: the API);
     a short-lived CLI leaves that to init and to the next start's `reap`.
+    owned: the job belongs to this process (a server): if it ends, however, the worker stops the job at its
+    next step and marks it failed. `triage retrain` starts detached jobs (owned=False) that outlive it.
     """
     options: dict[str, Any] = {"auto_promote": auto_promote}
     if base_file:
@@ -29,7 +32,7 @@ def start_job(settings, engine: Engine, parameters: dict[str, Any], *, who: str,
         jobs.reap(settings, s)
         job = jobs.create_job(s, parameters, who=who, options=options)
     try:
-        process = spawn(settings, job.id)
+        process = spawn(settings, job.id, owner_pid=os.getpid() if owned else None)
     except OSError as exc:
         with Session(engine, expire_on_commit=False) as s:
             return jobs.finish(s, job.id, "failed", error=f"could not start the worker process: {exc}")

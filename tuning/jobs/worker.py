@@ -146,6 +146,10 @@ def run_job(settings: Settings, job_id: int, *, base=None, engine: Engine | None
         try:
             result = runner.run()
         except Cancelled:
+            if runner.paths.orphaned.exists():  # the server that owned the job is gone: nobody follows it
+                why = runner.paths.orphaned.read_text(encoding="utf-8").strip()
+                return _end(settings, engine, runner, "failed", f"{why}; the job stopped at its next step, nothing was "
+                                                                "registered and its corrections stay pending")
             return _end(settings, engine, runner, "cancelled", "cancelled: stopped at the next step; nothing was registered")
         except Exception as exc:  # the job fails, its worker reports it; corrections stay pending
             log.exception("tuning job %s failed", job_id)
