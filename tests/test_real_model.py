@@ -160,3 +160,36 @@ def test_short_real_late_prompt_tune_lowers_loss_serves_on_the_base_and_matches_
     for routing in fast:
         assert routing.departments and set(routing.departments) <= set(DEPARTMENTS)
         assert routing.departments == sorted(routing.departments, key=DEPARTMENTS.index)
+
+
+def test_on_a_fresh_database_the_shipped_model_is_listed_and_promote_rollback_work(real_base_default, tmp_path):
+    """No `triage models register` first: the served shipped model is in the registry, and the API can switch
+    to another version and roll back to it."""
+    from fastapi.testclient import TestClient
+    from sqlmodel import Session
+
+    from router import store
+    from router.api import create_app
+    from router.security import create_key
+    from router.service import RouterService
+    from router.settings import SHIPPED_ARTIFACTS
+
+    shipped = json.loads((DEFAULT_TUNED / "triage.json").read_text())["version"]
+    other_path = SHIPPED_ARTIFACTS / "smollm2-complaints-v2"
+    other = json.loads((other_path / "triage.json").read_text())["version"]
+    settings = Settings(data_dir=tmp_path / "fresh", lazy_model_load=True, model_poll_seconds=0.0)
+    app = create_app(settings, RouterService(settings, base=real_base_default))
+    with Session(app.state.engine) as s:
+        boss = {"Authorization": f"Bearer {create_key(s, 'boss', 'supervisor')[1]}"}
+        store.register_model_version(s, other_path)
+    text = REFERENCES[0][0]
+    with TestClient(app) as client:
+        listed = {m["version"]: m["status"] for m in client.get("/v1/models", headers=boss).json()}
+        assert listed == {shipped: "active", other: "candidate"}
+        assert client.post("/v1/route", json={"text": text}, headers=boss).json()["model_version"] == shipped
+        assert client.post(f"/v1/models/{other}/promote", headers=boss).status_code == 200
+        assert client.post("/v1/route", json={"text": text}, headers=boss).json()["model_version"] == other
+        r = client.post(f"/v1/models/{other}/rollback", headers=boss)
+        assert r.status_code == 200 and r.json()["version"] == shipped
+        routed = client.post("/v1/route", json={"text": text}, headers=boss).json()
+        assert routed["model_version"] == shipped and routed["departments"] == REFERENCES[0][1]
