@@ -40,14 +40,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-for module_name, attribute in COMMANDS:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        continue
-    cli.add_command(getattr(module, attribute))
+for module_name, attribute in COMMANDS:  # a command module that does not import is an error, never a missing command
+    cli.add_command(getattr(importlib.import_module(module_name), attribute))
 
 
 def main() -> None:
