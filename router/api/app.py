@@ -18,11 +18,18 @@ from router.api.batching import GroupRouter
 from router.api.limits import BodyLimit
 from router.api.observability import Metrics, RequestContext
 from router.api.routes import health, keys, metrics, models, routing, tickets, tuning
+from router.api.schemas import ErrorOut
 from router.db import check_schema, engine_for
 from router.service import RouterService
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
+
+KEYED_ERRORS = {
+    401: {"model": ErrorOut, "description": "Missing, invalid or revoked API key"},
+    403: {"model": ErrorOut, "description": "The key's role may not do this"},
+    422: {"model": ErrorOut, "description": "Invalid input; `errors` names each bad field"},
+}
 
 
 def _grounder(settings: Settings):
@@ -127,5 +134,6 @@ def create_app(settings: Settings, service: RouterService | None = None, *, engi
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)  # outermost: sees 413s and 400s too
     for module in (health, routing, tickets, models, keys, tuning, metrics):
-        app.include_router(module.router)
+        # Declared, so generated clients parse every error as ErrorOut (FastAPI's default 422 is another shape).
+        app.include_router(module.router, responses=None if module is health else KEYED_ERRORS)
     return app
