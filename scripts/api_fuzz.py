@@ -51,7 +51,7 @@ def main() -> int:
     if shutil.which("st") is None and not (Path(sys.executable).parent / "st").exists():
         print("schemathesis is not installed: pip install -e '.[test]'", file=sys.stderr)
         return 2
-    from router.api.loadbench import free_port, start_server, stop_server, wait_ready
+    from loadbench import free_port, start_server, stop_server, wait_ready  # scripts/loadbench.py, beside this one
 
     root = Path(tempfile.mkdtemp(prefix="triage-fuzz-"))
     env = {**os.environ, "TRIAGE_DATA_DIR": str(root / "data"), "TRIAGE_MODEL_POLL_SECONDS": "0"}

@@ -1,7 +1,7 @@
 """Load benchmark of ticket intake: N concurrent clients, retries included, against a real server.
 
-    python -m router.api.loadbench --clients 16 --requests 500            # spawns `triage serve` on a temp DB
-    python -m router.api.loadbench --url http://127.0.0.1:8080 --key trk_...   # an already running server
+    python scripts/loadbench.py --clients 16 --requests 500            # spawns `triage serve` on a temp DB
+    python scripts/loadbench.py --url http://127.0.0.1:8080 --key trk_...   # an already running server
 
 Prints throughput and latency percentiles; the slow tests reuse `start_server` and `run_load`.
 Traffic goes only to the URL given (default: a server it starts on 127.0.0.1).

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from router.api.loadbench import free_port, run_load, start_server, stop_server, wait_ready
+from scripts.loadbench import free_port, run_load, start_server, stop_server, wait_ready
 from router.db import make_engine, upgrade
 from router.security import create_key
 

@@ -90,7 +90,7 @@ def test_request_ids_are_echoed_or_made_and_logged_as_json(api):
 
 
 def test_a_served_triage_logs_each_request_as_one_json_line(tmp_path, tiny_env):
-    from router.api.loadbench import free_port, start_server, stop_server, wait_ready
+    from scripts.loadbench import free_port, start_server, stop_server, wait_ready
     from router.db import make_engine, upgrade
     from router.security import create_key
 
