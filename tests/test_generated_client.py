@@ -83,7 +83,7 @@ def run_lifecycle(base: str, intake_key: str, supervisor_key: str) -> None:
     ids = [first.parsed.id] + [create.sync(client=crm, body=models.TicketIntake(text=t, external_id=f"crm-{i}")).id
                                for i, t in enumerate(COMPLAINTS[1:], start=2)]
 
-    seen, cursor = [], models.UNSET if hasattr(models, "UNSET") else importlib.import_module("triage_client.types").UNSET
+    seen, cursor = [], importlib.import_module("triage_client.types").UNSET
     while True:
         page = listing.sync(client=crm, limit=2, cursor=cursor)
         assert isinstance(page, models.TicketsPublic) and len(page.tickets) <= 2
