@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from router.api.limits import TrackedSend
 from router.artifact import ArtifactError
 from router.departments import LabelError
 from router.engine import StrategyError
@@ -129,20 +130,14 @@ class ServerErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except StarletteHTTPException:
             raise  # answered further out (BodyLimit's 413/400 for bodies no route read)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if started:  # half an answer went out: only closing the connection can tell the client
+            if tracked.started:  # half an answer went out: only closing the connection can tell the client
                 raise
             await error_response(500, "internal server error (logged on the server)")(scope, receive, send)
 

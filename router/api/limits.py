@@ -19,6 +19,17 @@ class BodyRejected(HTTPException):
         self.errors = [{"field": field, "problem": detail}]
 
 
+class TrackedSend:
+    """An ASGI `send` that remembers whether the response has started (after that, no other answer can go out)."""
+
+    def __init__(self, send: Send):
+        self.send, self.started = send, False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -36,7 +47,6 @@ class BodyLimit:
         check_utf8 = not kind or kind == "application/json" or kind.endswith("+json") or kind.startswith("text/")
         decoder = codecs.getincrementaldecoder("utf-8")()
         seen = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -54,15 +64,11 @@ class BodyLimit:
                         raise BodyRejected(400, f"the request body is not valid UTF-8 (bad byte at offset {at})")
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except BodyRejected as exc:  # raised where no route handled it
-            if started:
+            if tracked.started:
                 raise
             await self._reject(send, exc)
 
