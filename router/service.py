@@ -90,6 +90,11 @@ class RouterService:
             self._tuned_path, self._tuned_model = Path(path), new
         return new
 
+    def drop_tuned(self) -> None:
+        """Forget the loaded tuned model (the next tuned routing loads the configured one again)."""
+        with self._lock:
+            self._tuned_model = None
+
     @property
     def loaded(self) -> bool:
         return self._engine is not None

@@ -35,7 +35,9 @@ def evaluate_artifact(service, path: Path, examples: Sequence[Example], *, batch
                       on_progress=None) -> StrategyReport:
     """Route `examples` with the artifact at `path` (batched for the metrics, one at a time for latency)."""
     meta = read_metadata(path)
-    # the base model is loaded and warm (first-call allocations made) before the artifact's memory is measured
+    # the base model is loaded and warm (first-call allocations made), and the previous artifact released,
+    # before this one's memory is measured
+    service.drop_tuned()
     service.route_many([ex.input for ex in examples[:batch_size]], "zero-shot", batch_size=batch_size)
     gc.collect()
     before = current_rss_mb()
