@@ -114,7 +114,7 @@ def test_postgresql_needs_an_explicit_upgrade_and_says_so(monkeypatch, tiny_sett
     reflected.reflect(engine)
     reflected.drop_all(engine)
     monkeypatch.setenv("TRIAGE_DATABASE_URL", PG_URL)
-    for args in (["keys", "list"], ["retrain", "--list"], ["data", "build", "--out", "/dev/null"]):
+    for args in (["keys", "list"], ["retrain", "--list"], ["data", "build", "--out", "/dev/null"], ["serve"]):
         code, _, err = run(*args)
         assert code == 1 and "run `triage db upgrade`" in err, (args, err)
         assert "postgresql databases are created and migrated only by that command" in err
