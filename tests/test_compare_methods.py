@@ -36,8 +36,9 @@ def test_eval_compares_a_late_prompt_and_a_lora_adapter_with_the_baselines(tiny_
     assert methods["tuned late"]["method"] == "late-prompt" and methods["tuned lora"]["method"] == "lora"
     assert methods["tuned late"]["artifact_bytes"] < methods["tuned lora"]["artifact_bytes"]
     assert methods["tuned late"]["trainable_parameters"] < methods["tuned lora"]["trainable_parameters"]
+    assert 0 < methods["tuned late"]["memory_held_bytes"] < methods["tuned lora"]["memory_held_bytes"], "a prompt, not a copy"
     for row in methods.values():
         assert row["n"] == len(HELD_OUT) and 0.0 <= row["exact_set_accuracy"] <= 1.0
     assert (out / "methods.png").stat().st_size > 1000 and (out / "metrics.json").is_file()
     table = invoke("eval", "--data", str(data), "--model", str(late), "--model", str(lora), "-s", "tfidf").output
-    assert "late-prompt" in table and "lora" in table and "+mem MB" in table and "embedding" not in table
+    assert "late-prompt" in table and "lora" in table and "held MB" in table and "embedding" not in table

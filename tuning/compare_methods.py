@@ -2,7 +2,10 @@
 
 Per artifact: method, trainable parameters, artifact size, training time (from its triage.json), and,
 measured here on one labeled file in one process: exact-set, micro/macro F1, input tokens, p50 latency
-(one complaint at a time) and the memory serving it adds to the shared base model.
+(one complaint at a time) and the memory its loaded form holds beside the shared base model (the tensors
+it adds: a soft prompt's keys/values, a LoRA adapter's merged model copy). Resident-set deltas are no
+measure inside one process that loads and frees models in turn; `scripts/prompts_memory.py` and
+`triage bench` measure the process.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import gc
 import math
 import time
+
+import torch
 from pathlib import Path
 from typing import Sequence
 
@@ -31,24 +36,31 @@ def artifact_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
 
 
+def held_bytes(tuned) -> int:
+    """Memory the tuned model's own tensors take: its keys/values, and its model copy if it has one."""
+    total = sum(k.nbytes + v.nbytes for k, v in tuned.prefix.layers)
+    if tuned.model is not None:
+        total += sum(t.nbytes for t in tuned.model.parameters()) + sum(t.nbytes for t in tuned.model.buffers())
+        for module in tuned.model.modules():
+            packed = getattr(module, "packed", None)
+            if isinstance(packed, torch.Tensor):
+                total += packed.numel() * packed.element_size()
+    return int(total)
+
+
 def evaluate_artifact(service, path: Path, examples: Sequence[Example], *, batch_size: int, latency_n: int = 40,
                       on_progress=None) -> StrategyReport:
     """Route `examples` with the artifact at `path` (batched for the metrics, one at a time for latency)."""
     meta = read_metadata(path)
-    # the base model is loaded and warm (first-call allocations made), and the previous artifact released,
-    # before this one's memory is measured
-    service.drop_tuned()
-    service.route_many([ex.input for ex in examples[:batch_size]], "zero-shot", batch_size=batch_size)
+    service.drop_tuned()  # the previous artifact is released before this one loads
     gc.collect()
-    before = current_rss_mb()
-    service.use_tuned(path)
+    tuned = service.use_tuned(path)
     report = evaluate_lm(service, "tuned", examples, batch_size=batch_size, on_progress=on_progress)
     singles = []
     for ex in examples[:latency_n]:
         began = time.perf_counter()
         service.route(ex.input, "tuned")
         singles.append((time.perf_counter() - began) * 1000)
-    gc.collect()
     report.strategy = f"tuned {meta.get('version') or Path(path).name}"
     report.extra.update({
         "method": meta.get("method"),
@@ -57,7 +69,7 @@ def evaluate_artifact(service, path: Path, examples: Sequence[Example], *, batch
         "artifact_bytes": artifact_bytes(path),
         "train_seconds": meta.get("train_seconds"),
         "single_p50_ms": round(percentile(singles, 50), 1),
-        "memory_added_mb": round(current_rss_mb() - before, 1),
+        "memory_held_bytes": held_bytes(tuned),
     })
     return report
 
@@ -74,15 +86,16 @@ def _count_parameters(path: Path) -> int:
 
 def format_methods_table(reports: Sequence[StrategyReport]) -> str:
     header = (f"{'model':<40} {'method':<12} {'params':>9} {'size':>9} {'train s':>8} {'exact':>6} {'microF1':>8} "
-              f"{'macroF1':>8} {'in tok':>7} {'p50 ms':>7} {'+mem MB':>8}")
+              f"{'macroF1':>8} {'in tok':>7} {'p50 ms':>7} {'held MB':>8}")
     lines = [header, "-" * len(header)]
     for r in reports:
         j, e = r.to_json(), r.extra
         size = f"{e['artifact_bytes'] / 1e6:.2f} MB" if "artifact_bytes" in e else "–"
+        held = f"{e['memory_held_bytes'] / 2**20:.2f}" if "memory_held_bytes" in e else "–"
         lines.append(
             f"{r.strategy:<40} {e.get('method', '–'):<12} {e.get('trainable_parameters', '–')!s:>9} {size:>9} "
             f"{e.get('train_seconds', '–')!s:>8} {j['exact_set_accuracy']:>6.3f} {j['micro_f1']:>8.3f} {j['macro_f1']:>8.3f} "
-            f"{j['mean_input_tokens']:>7.1f} {e.get('single_p50_ms', '–')!s:>7} {e.get('memory_added_mb', '–')!s:>8}"
+            f"{j['mean_input_tokens']:>7.1f} {e.get('single_p50_ms', '–')!s:>7} {held:>8}"
         )
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ from router.service import default_shots_file
               help="Training file for the baselines (default: the shots file, data/complaints.jsonl).")
 @click.option("--model", "model_paths", type=click.Path(exists=True, file_okay=False), multiple=True,
               help="Tuned artifact for the tuned strategy; repeat it to compare methods in one table (method, "
-              "parameters, size, training time, accuracy, tokens, latency, memory) beside the baselines.")
+              "parameters, size, training time, accuracy, tokens, latency, memory it holds) beside the baselines.")
 @click.option("--shots", type=click.IntRange(0, 32), default=None, help="Examples in the multi-shot prompt.")
 @click.option("--rag", is_flag=True, help="Also run each LM strategy with policy passages (and report retrieval recall).")
 @click.option("--precedents", is_flag=True, help="Also run each LM strategy with retrieved labeled precedents.")
