@@ -70,7 +70,7 @@ class TriageConsole(App):
             self.call_from_thread(self.notify, str(exc), title="Model not loaded", severity="error", timeout=15)
             return
         try:
-            self.service.soft_prompt  # noqa: B018 - loads the tuned artifact
+            self.service.tuned_model  # noqa: B018 - loads the tuned artifact
         except Exception as exc:  # zero-shot and multi-shot still work
             self.call_from_thread(self.notify, str(exc), title="Tuned strategy unavailable", severity="warning",
                                   timeout=15)

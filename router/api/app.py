@@ -71,7 +71,7 @@ def _warm(app: FastAPI) -> None:
     sync_active_model(app)
     service.engine  # noqa: B018 - loads the base model
     try:
-        service.soft_prompt  # noqa: B018 - loads the tuned artifact
+        service.tuned_model  # noqa: B018 - loads the tuned artifact
     except Exception as exc:  # noqa: BLE001 - other strategies still work; requests for tuned say why
         log.warning("the tuned strategy is unavailable: %s", exc)
 
