@@ -164,12 +164,9 @@ def test_data_build_writes_the_assembled_set_and_its_report(tmp_path, monkeypatc
     engine.dispose()
 
 
-def test_data_build_refuses_a_bad_base_file_and_a_database_without_schema(tmp_path):
+def test_data_build_refuses_a_bad_base_file(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"input": "ok", "output": "Service"}\n{"input": "x", "output": "Sales"}\n')
-    result = CliRunner().invoke(cli, ["data", "build", "--out", str(tmp_path / "o.jsonl"), "--base", str(bad)])
-    assert result.exit_code == 1 and "triage db upgrade" in result.output
-    migrated(Settings()).dispose()
     result = CliRunner().invoke(cli, ["data", "build", "--out", str(tmp_path / "o.jsonl"), "--base", str(bad)])
     assert result.exit_code == 1 and ":2:" in result.output and "Sales" in result.output
     assert not (tmp_path / "o.jsonl").exists()
