@@ -19,7 +19,7 @@ from router.api.limits import BodyLimit
 from router.api.observability import Metrics, RequestContext
 from router.api.routes import health, keys, metrics, models, routing, tickets, tuning
 from router.api.schemas import ErrorOut
-from router.db import check_schema, engine_for
+from router.db import engine_for
 from router.service import RouterService
 from router.settings import Settings
 
@@ -101,14 +101,14 @@ async def lifespan(app: FastAPI):
 
 
 def create_app(settings: Settings, service: RouterService | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """The API over `settings`' database; refuses (SchemaError) when the schema is missing or old.
+    """The API over `settings`' database (the embedded SQLite one is created and migrated on first use);
+    refuses (SchemaError) a PostgreSQL database whose schema is missing or old: run `triage db upgrade`.
 
     service: the RouterService to route with (tests pass a tiny one); default: one built from settings,
     serving the registry's active model version unless TRIAGE_TUNED_MODEL says otherwise.
     """
     owns_engine = engine is None
-    engine = engine or engine_for(settings)
-    check_schema(engine)
+    engine = store.open_database(settings, engine or engine_for(settings))
     _reap_dead_jobs(settings, engine)
     active = _active_version(engine)
     # An explicit TRIAGE_TUNED_MODEL is served until the next promotion; otherwise the active version.
