@@ -4,6 +4,7 @@ is detached: it outlives the command and is followed or cancelled from any later
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -79,10 +80,17 @@ def test_a_job_started_through_the_api_stops_and_fails_when_its_server_is_gone(e
     assert "failed" in listed.stdout and "the server that started it" in listed.stdout
 
 
-def test_a_job_started_with_triage_retrain_outlives_the_command_and_is_cancelled_later(env):
+def test_a_job_started_with_triage_retrain_outlives_the_command_and_is_cancelled_later(env, tmp_path):
+    from tests.conftest import TINY_TRAIN
+
     settings, engine = env
-    started = subprocess.run([str(TRIAGE), "retrain", *options(SLOW_PARAMS)], capture_output=True, text=True,
-                             timeout=300)
+    # a base file large enough that 50 epochs cannot end before the cancel (a quiet host ran 12 examples' worth
+    # to the end first)
+    base = tmp_path / "base.jsonl"
+    base.write_text("".join(json.dumps({"input": f"{text} (ticket {n})", "output": label}) + "\n"
+                            for n in range(40) for text, label in TINY_TRAIN))
+    started = subprocess.run([str(TRIAGE), "retrain", "--base-file", str(base), *options(SLOW_PARAMS)],
+                             capture_output=True, text=True, timeout=300)
     assert started.returncode == 0 and "started tuning job 1" in started.stdout, started.stderr
     wait_for(lambda: training_step(settings, 1), timeout=120, what="the worker to be training")
     time.sleep(3)  # longer than a worker's owner check: a detached job has no owner to lose
