@@ -16,7 +16,7 @@ import time
 from router.dataset import load_examples
 from router.service import RouterService
 from router.settings import Settings
-from tuning.compare_methods import current_rss_mb
+from tuning.bench import current_rss_mb
 
 
 def main() -> None:

@@ -35,6 +35,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    """The process's resident memory now (Linux /proc; NaN elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def cold_start(data_dir: Path, env: dict) -> float:
     """Seconds from a new process's start to its first routing (includes Python and torch import)."""
     started = time.perf_counter()

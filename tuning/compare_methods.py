@@ -24,13 +24,6 @@ from tuning.evaluate import StrategyReport, evaluate_lm
 from tuning.metrics import percentile
 
 
-def current_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def artifact_bytes(path: Path) -> int:
     """The files that hold the tuned weights (not the card, the plots or the metadata)."""
     return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))

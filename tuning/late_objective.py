@@ -9,7 +9,7 @@ import torch
 from tuning.batches import IGNORE
 from tuning.decisions import decision_loss
 from tuning.late_prompt import DecoderParts, LatePrompt, run_layers
-from tuning.layer_cache import CachedExample, input_ids
+from tuning.layer_cache import CachedExample
 
 
 def _stack_states(items: Sequence[CachedExample]) -> torch.Tensor:
@@ -61,4 +61,4 @@ def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Ca
     return torch.nn.functional.cross_entropy(logits, torch.tensor(targets), ignore_index=IGNORE)
 
 
-__all__ = ["late_prompt_loss", "upper_hidden", "input_ids"]
+__all__ = ["late_prompt_loss", "upper_hidden"]
