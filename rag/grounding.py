@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from rag.interface import Grounding, RetrievalUnavailable
+from router.retrieval import Grounding, RetrievalUnavailable
 from rag.names import POLICIES, PRECEDENTS
 from router.results import Passage
 

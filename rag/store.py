@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rag.embeddings import MODEL_NAME, ChromaMiniLM
-from rag.interface import RetrievalUnavailable
+from router.retrieval import RetrievalUnavailable
 from rag.names import POLICIES, PRECEDENTS
 from router import atomic
 

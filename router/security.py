@@ -106,19 +106,3 @@ def authenticate(session: Session, key: str) -> ApiKey | None:
         if hmac.compare_digest(row.hashed_secret, hash_secret(secret, row.salt)):
             return None if row.revoked_at is not None else row
     return None
-
-
-def supervisor_key_checker(settings, store=None):
-    """A function telling whether a key is a live supervisor key (for the console's supervisor view)."""
-    engine = store.engine if store is not None else None
-    if engine is None:
-        from router.db import engine_for
-
-        engine = engine_for(settings)
-
-    def check(key: str) -> bool:
-        with Session(engine) as session:
-            row = authenticate(session, key)
-            return row is not None and row.role == "supervisor"
-
-    return check

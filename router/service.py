@@ -13,6 +13,7 @@ from router.draft import load_or_fit_draft
 from router.engine import Engine
 from router.modelio import BaseModel, load_base_model
 from router.results import STRATEGIES, Routing
+from router.retrieval import RetrievalUnavailable
 from router.settings import DEFAULT_TUNED, SHIPPED_ARTIFACTS, Settings, project_root
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,22 @@ class RouterService:
                 self._tuned_model = load_tuned_model(self.tuned_path(), self.engine.base)
             return self._tuned_model
 
-    def use_tuned(self, path: Path) -> TunedModel:
-        """Switch the tuned strategy to another artifact; in-flight calls finish on the old one."""
-        new = load_tuned_model(path, self.engine.base)
+    def load_tuned(self, path: Path) -> TunedModel:
+        """Load (and so check) a tuned artifact for this base model without serving it."""
+        return load_tuned_model(path, self.engine.base)
+
+    def use_tuned(self, path: Path, loaded: TunedModel | None = None) -> TunedModel:
+        """Serve another artifact (`loaded`: it, loaded already); in-flight calls finish on the old one, which is
+        then released with everything the engine prepared for it."""
+        new = loaded if loaded is not None else self.load_tuned(path)
         with self._lock:
             self._tuned_path, self._tuned_model = Path(path), new
         return new
+
+    def serve_later(self, path: Path) -> None:
+        """Serve another artifact, loaded on the next tuned routing (a process that has not loaded the model)."""
+        with self._lock:
+            self._tuned_path, self._tuned_model = Path(path), None
 
     def drop_tuned(self) -> None:
         """Forget the loaded tuned model (the next tuned routing loads the configured one again)."""
@@ -155,8 +166,6 @@ class RouterService:
         if self.grounder is None:
             log.warning("RAG requested but no retrieval store is configured; routing without it")
             return None
-        from rag.interface import RetrievalUnavailable
-
         try:
             return [self.grounder.ground(t, policy=rag, precedents=precedents, exclude_self=exclude_self) for t in texts]
         except RetrievalUnavailable as exc:

@@ -234,12 +234,10 @@ def test_promote_of_a_broken_artifact_changes_nothing(two_versions, tmp_path):
 
 
 def test_another_workers_promotion_is_picked_up(two_versions):
-    from router.api.app import sync_active_model
-
     api = two_versions
     with Session(api.engine) as s:  # as `triage models promote` or another worker would
         store.promote(s, "v2", who="cli")
-    sync_active_model(api.client.app)
+    assert api.client.app.state.core.registry.sync() == "v2"
     assert api.client.post("/v1/route", json={"text": "late parcel"}, headers=api.auth("agent")).json()["model_version"] == "v2"
 
 

@@ -13,6 +13,9 @@ from sqlmodel import Session, SQLModel, select
 from router import store
 from router.db import SCHEMA_VERSION, SchemaError, check_schema, current_version, make_engine, upgrade
 from router.db.models import Correction, IdempotencyRecord, Ticket, TicketCreate
+from router.application.intake import intake
+from router.application.registry import ModelRegistry
+from router.application.scheduler import RequestScheduler
 from router.results import Routing
 from test_api_helpers import tiny_artifact  # noqa: F401 - one trained tiny artifact per module
 
@@ -114,17 +117,17 @@ def test_ticket_with_routing_roundtrip(session):
 
 
 def test_intake_is_idempotent_on_external_id_and_key(session, tiny_service):
-    first = store.intake(session, tiny_service, [TicketCreate(text="The box was crushed.", external_id="e1")])
-    again = store.intake(session, tiny_service, [TicketCreate(text="The box was crushed.", external_id="e1")])
+    first = intake(session, RequestScheduler(tiny_service), [TicketCreate(text="The box was crushed.", external_id="e1")])
+    again = intake(session, RequestScheduler(tiny_service), [TicketCreate(text="The box was crushed.", external_id="e1")])
     assert again.tickets[0].id == first.tickets[0].id and again.replayed and not first.replayed
     with pytest.raises(store.Conflict, match="different text"):
-        store.intake(session, tiny_service, [TicketCreate(text="Something else", external_id="e1")])
+        intake(session, RequestScheduler(tiny_service), [TicketCreate(text="Something else", external_id="e1")])
 
-    keyed = store.intake(session, tiny_service, [TicketCreate(text="Rude agent.")], idempotency_key="k1")
-    replay = store.intake(session, tiny_service, [TicketCreate(text="Rude agent.")], idempotency_key="k1")
+    keyed = intake(session, RequestScheduler(tiny_service), [TicketCreate(text="Rude agent.")], idempotency_key="k1")
+    replay = intake(session, RequestScheduler(tiny_service), [TicketCreate(text="Rude agent.")], idempotency_key="k1")
     assert replay.body == keyed.body and replay.replayed
     with pytest.raises(store.Conflict, match="different request body"):
-        store.intake(session, tiny_service, [TicketCreate(text="Polite agent.")], idempotency_key="k1")
+        intake(session, RequestScheduler(tiny_service), [TicketCreate(text="Polite agent.")], idempotency_key="k1")
     assert len(session.exec(select(Ticket)).all()) == 2
 
 
@@ -133,12 +136,12 @@ def test_batch_is_all_or_nothing(session, tiny_service):
 
     items = [TicketCreate(text="fine complaint"), TicketCreate(text="   ")]
     with pytest.raises(InputError) as err:
-        store.intake(session, tiny_service, items, batch=True)
+        intake(session, RequestScheduler(tiny_service), items, batch=True)
     assert err.value.field == "tickets[1].text"
     assert session.exec(select(Ticket)).all() == []
-    ok = store.intake(session, tiny_service, [TicketCreate(text="a", external_id="x"),
-                                              TicketCreate(text="a", external_id="x"),
-                                              TicketCreate(text="b")], batch=True)
+    ok = intake(session, RequestScheduler(tiny_service), [TicketCreate(text="a", external_id="x"),
+                                                          TicketCreate(text="a", external_id="x"),
+                                                          TicketCreate(text="b")], batch=True)
     ids = [t.id for t in ok.tickets]
     assert ids[0] == ids[1] != ids[2] and len(session.exec(select(Ticket)).all()) == 2
 
@@ -151,7 +154,7 @@ def test_concurrent_duplicate_intake_stores_one_ticket(engine, tiny_service):
         with Session(engine, expire_on_commit=False) as s:
             barrier.wait()
             try:
-                results.append(store.intake(s, tiny_service, [TicketCreate(text="Same complaint", external_id="dup")],
+                results.append(intake(s, RequestScheduler(tiny_service), [TicketCreate(text="Same complaint", external_id="dup")],
                                             idempotency_key=key))
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
@@ -230,13 +233,14 @@ def test_model_versions_promote_and_rollback(session, tiny_service, tiny_artifac
     with pytest.raises(store.InvalidInput):
         store.register_model_version(session, tmp_path)
 
-    store.promote(session, "v1", who="alice", service=tiny_service)
-    promoted = store.promote(session, "v2", who="bob", service=tiny_service)
+    registry = ModelRegistry(session.get_bind(), tiny_service)
+    registry.promote("v1", who="alice")
+    promoted = registry.promote("v2", who="bob")
     assert promoted.promoted_by == "bob" and tiny_service.tuned_path() == second.resolve()
     assert tiny_service.route("my parcel is late", "tuned").model_version == "v2"
-    assert {m.version: m.status for m in store.list_model_versions(session)} == {"v1": "retired", "v2": "active"}
+    assert {m.version: m.status for m in registry.versions()} == {"v1": "retired", "v2": "active"}
 
-    back = store.rollback(session, "v2", who="carol", service=tiny_service)
+    back = registry.rollback("v2", who="carol")
     assert (back.version, back.status, back.promoted_by) == ("v1", "active", "carol")
     assert tiny_service.route("my parcel is late", "tuned").model_version == "v1"
     with pytest.raises(store.Conflict, match="not active"):

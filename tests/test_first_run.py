@@ -38,7 +38,7 @@ def database_file() -> Path:
 
 def test_cli_commands_work_on_a_brand_new_data_dir(tmp_path):
     assert not database_file().exists()
-    code, out, err = run("retrain", "--list")
+    code, out, err = run("retrain", "list")
     assert code == 0 and "no tuning jobs yet" in err, err
     assert current_version(make_engine(f"sqlite:///{database_file()}")) == SCHEMA_VERSION
 
@@ -55,7 +55,7 @@ def test_cli_commands_work_on_a_brand_new_data_dir(tmp_path):
 
 
 def test_every_first_command_finds_it_ready(tmp_path):
-    for args in (["keys", "list"], ["models", "list"], ["retrain", "--list"]):
+    for args in (["keys", "list"], ["models", "list"], ["retrain", "list"]):
         data_dir = tmp_path / "-".join(args)
         result = CliRunner(env={"TRIAGE_DATA_DIR": str(data_dir)}).invoke(cli, args, catch_exceptions=False)
         assert result.exit_code == 0 and "triage db upgrade" not in result.output, (args, result.output)
@@ -72,7 +72,7 @@ def test_api_app_on_a_brand_new_data_dir_lists_the_shipped_model(tmp_path, tiny_
     settings = Settings(data_dir=tmp_path / "fresh", shots_file=tiny_train_file, lazy_model_load=True,
                         model_poll_seconds=0.0)
     app = create_app(settings, RouterService(settings, base=tiny_base))
-    with Session(app.state.engine) as s:
+    with Session(app.state.core.database) as s:
         boss = {"Authorization": f"Bearer {create_key(s, 'boss', 'supervisor')[1]}"}
     with TestClient(app) as client:
         (model,) = client.get("/v1/models", headers=boss).json()
@@ -95,7 +95,7 @@ def test_a_newer_schema_is_refused_and_left_as_it_is(tiny_settings, tiny_service
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO schema_version (version, description, applied_at) "
                           "VALUES (99, 'from the future', CURRENT_TIMESTAMP)"))
-    for args in (["keys", "list"], ["retrain", "--list"], ["serve"]):
+    for args in (["keys", "list"], ["retrain", "list"], ["serve"]):
         code, _, err = run(*args)
         assert code == 1 and "newer than this triage" in err and "upgrade triage" in err, (args, err)
     assert tiny_settings.resolved_database_url == Settings().resolved_database_url
@@ -114,7 +114,7 @@ def test_postgresql_needs_an_explicit_upgrade_and_says_so(monkeypatch, tiny_sett
     reflected.reflect(engine)
     reflected.drop_all(engine)
     monkeypatch.setenv("TRIAGE_DATABASE_URL", PG_URL)
-    for args in (["keys", "list"], ["retrain", "--list"], ["data", "build", "--out", "/dev/null"], ["serve"]):
+    for args in (["keys", "list"], ["retrain", "list"], ["data", "build", "--out", "/dev/null"], ["serve"]):
         code, _, err = run(*args)
         assert code == 1 and "run `triage db upgrade`" in err, (args, err)
         assert "postgresql databases are created and migrated only by that command" in err

@@ -9,7 +9,7 @@ import pytest
 from rag.corpus import CorpusError, load_corpus
 from rag.grounding import ChromaGrounder, build_grounder
 from rag.ingest import ingest_policies
-from rag.interface import RetrievalUnavailable
+from router.retrieval import RetrievalUnavailable
 from rag.store import POLICIES as POLICY_COLLECTION
 from rag.store import collection, existing, open_client
 from tests.rag_helpers import POLICIES, closed_port, small_corpus, store_settings, venv_script

@@ -9,7 +9,7 @@ import pytest
 from rag.evaluate import retrieval_recall
 from rag.grounding import ChromaGrounder
 from rag.ingest import ingest_policies
-from rag.interface import RetrievalUnavailable
+from router.retrieval import RetrievalUnavailable
 from rag.precedents import add_precedent, ingest_examples, precedent_id
 from router.dataset import DataError, Example
 from router.departments import LabelError

@@ -179,7 +179,7 @@ def test_on_a_fresh_database_the_shipped_model_is_listed_and_promote_rollback_wo
     other = json.loads((other_path / "triage.json").read_text())["version"]
     settings = Settings(data_dir=tmp_path / "fresh", lazy_model_load=True, model_poll_seconds=0.0)
     app = create_app(settings, RouterService(settings, base=real_base_default))
-    with Session(app.state.engine) as s:
+    with Session(app.state.core.database) as s:
         boss = {"Authorization": f"Bearer {create_key(s, 'boss', 'supervisor')[1]}"}
         store.register_model_version(s, other_path)
     text = REFERENCES[0][0]

@@ -1,5 +1,5 @@
 """Retraining jobs in their own process on the tiny model saved as a HF directory:
-`triage retrain --follow`, cancel through the API, kill -9 mid-training, one job at a time."""
+`triage retrain start --follow`, cancel through the API, kill -9 mid-training, one job at a time."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def training_step(settings, job_id: int) -> bool:
 
 def test_retrain_follow_runs_the_job_to_a_registered_version(env):
     settings, engine = env
-    result = CliRunner().invoke(cli, ["retrain", *options(TINY_PARAMS), "--follow"], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["retrain", "start", *options(TINY_PARAMS), "--follow"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     job = job_row(engine, 1)
     assert job.state == "succeeded" and job.who.startswith("cli:")
@@ -80,16 +80,16 @@ def test_retrain_follow_runs_the_job_to_a_registered_version(env):
     assert row.status == ("active" if job.result["promoted"] else "candidate")
     assert row.metrics["gate"]["active_version"] == "tiny-dir-prompt"
     assert pending(engine) == len(job.result["training_set"]["holdout_correction_ids"])
-    listed = CliRunner().invoke(cli, ["retrain", "--list"])
+    listed = CliRunner().invoke(cli, ["retrain", "list"])
     assert listed.exit_code == 0 and "succeeded" in listed.output and job.version in listed.output
 
 
 def test_bad_parameters_exit_2_naming_the_field_and_range(env):
-    result = CliRunner().invoke(cli, ["retrain", "--epochs", "0", "--batch-size", "40"])
+    result = CliRunner().invoke(cli, ["retrain", "start", "--epochs", "0", "--batch-size", "40"])
     assert result.exit_code == 2
     assert "epochs" in result.output and "allowed range 1 to 50" in result.output
     assert "batch_size" in result.output and "allowed range 1 to 16" in result.output
-    result = CliRunner().invoke(cli, ["retrain", "--method", "lora", "--learning-rate", "0.3"])
+    result = CliRunner().invoke(cli, ["retrain", "start", "--method", "lora", "--learning-rate", "0.3"])
     assert result.exit_code == 2 and "learning_rate 0.3 is outside the range 1e-05 to 0.01 for lora" in result.output
     with Session(env[1]) as s:
         assert jobs.list_jobs(s) == [], "nothing was started"
@@ -98,7 +98,7 @@ def test_bad_parameters_exit_2_naming_the_field_and_range(env):
 def test_kill_9_mid_training_loses_no_correction_and_the_next_start_marks_it_failed(env, tiny_dir_artifact):
     settings, engine = env
     before = pending(engine)
-    started = CliRunner().invoke(cli, ["retrain", *options(SLOW_PARAMS)], catch_exceptions=False)
+    started = CliRunner().invoke(cli, ["retrain", "start", *options(SLOW_PARAMS)], catch_exceptions=False)
     assert started.exit_code == 0 and "started tuning job 1" in started.output
     with Session(engine) as s:
         create_key(s, "agent-key", "agent")
@@ -111,7 +111,7 @@ def test_kill_9_mid_training_loses_no_correction_and_the_next_start_marks_it_fai
         assert job_row(engine, 1).state == "running", "nobody has looked yet"
         assert JobPaths.of(settings, 1).data.exists(), "the killed worker left its partial files"
 
-        listed = CliRunner().invoke(cli, ["retrain", "--list"])  # the next start of a triage command
+        listed = CliRunner().invoke(cli, ["retrain", "list"])  # the next start of a triage command
         assert f"job 1 marked failed: its worker process (pid {job.pid}) ended during training" in listed.output
         dead = job_row(engine, 1)
         assert dead.state == "failed" and dead.running_slot is None and "corrections stay pending" in dead.error

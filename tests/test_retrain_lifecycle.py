@@ -76,7 +76,7 @@ def test_a_job_started_through_the_api_stops_and_fails_when_its_server_is_gone(e
         assert store.list_model_versions(s) == []
     paths = JobPaths.of(settings, job_id)
     assert not paths.staging.exists() and not paths.data.exists() and not paths.orphaned.exists()
-    listed = subprocess.run([str(TRIAGE), "retrain", "--list"], capture_output=True, text=True, timeout=120)
+    listed = subprocess.run([str(TRIAGE), "retrain", "list"], capture_output=True, text=True, timeout=120)
     assert "failed" in listed.stdout and "the server that started it" in listed.stdout
 
 
@@ -89,14 +89,14 @@ def test_a_job_started_with_triage_retrain_outlives_the_command_and_is_cancelled
     base = tmp_path / "base.jsonl"
     base.write_text("".join(json.dumps({"input": f"{text} (ticket {n})", "output": label}) + "\n"
                             for n in range(40) for text, label in TINY_TRAIN))
-    started = subprocess.run([str(TRIAGE), "retrain", "--base-file", str(base), *options(SLOW_PARAMS)],
+    started = subprocess.run([str(TRIAGE), "retrain", "start", "--base-file", str(base), *options(SLOW_PARAMS)],
                              capture_output=True, text=True, timeout=300)
     assert started.returncode == 0 and "started tuning job 1" in started.stdout, started.stderr
     wait_for(lambda: training_step(settings, 1), timeout=120, what="the worker to be training")
     time.sleep(3)  # longer than a worker's owner check: a detached job has no owner to lose
     job = job_row(engine, 1)
     assert job.state == "running" and pid_alive(job.pid), "the job went on after `triage retrain` exited"
-    cancel = subprocess.run([str(TRIAGE), "retrain", "--cancel", "1"], capture_output=True, text=True, timeout=120)
+    cancel = subprocess.run([str(TRIAGE), "retrain", "cancel", "1"], capture_output=True, text=True, timeout=120)
     assert cancel.returncode == 0 and "cancel requested" in cancel.stdout
     wait_for(lambda: job_row(engine, 1).state != "running", timeout=60, what="the job to stop")
     assert job_row(engine, 1).state == "cancelled"

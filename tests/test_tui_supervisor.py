@@ -17,7 +17,6 @@ from tui.panes.retrain import RetrainPane
 from tui.panes.review import ReviewPane
 from tui.panes.training_data import TrainingDataPane
 from tui.screens.supervisor import SupervisorScreen
-from tui.supervision import training_set
 from tui.widgets.loss_plot import LossPlot
 
 pytestmark = pytest.mark.anyio
@@ -86,8 +85,8 @@ async def test_training_data_counts_include_pending_corrections(tiny_settings, t
         await pilot.press("d")
         await settle(pilot)
         pane = app.screen.query_one(TrainingDataPane)
-        assert pane.data is not None and len(pane.data.corrections) == 1
-        expected = label_distribution(pane.data.examples)
+        assert pane.data is not None and pane.data.pending == 1
+        expected = label_distribution(pane.data.assembled.examples)
         assert expected.n == len(TINY_TRAIN) + 1
         assert expected.label_sets[", ".join(final)] >= 1
         table = pane.query_one("#label-sets")
@@ -101,76 +100,94 @@ async def test_training_data_counts_include_pending_corrections(tiny_settings, t
         assert "Development appears alone" in warnings
 
 
-async def test_tiny_retrain_updates_the_loss_plot_and_registers_a_candidate(tiny_settings, tiny_service, store):
+@pytest.fixture
+def job_console(tmp_path, tiny_model_dir, tiny_dir_artifact, tiny_train_file):
+    """A console whose retraining jobs really run: settings a worker process can load (the tiny model saved as a
+    Hugging Face directory), a dev file for the gate, a migrated temp SQLite store."""
+    from router.service import RouterService
+    from router.settings import Settings
+    from test_retrain_helpers import write_jsonl
+
+    settings = Settings(data_dir=tmp_path / "job-data", base_model=str(tiny_model_dir), tuned_model=tiny_dir_artifact,
+                        shots_file=tiny_train_file, dev_file=write_jsonl(tmp_path / "dev.jsonl", TINY_TRAIN[:4]),
+                        model_poll_seconds=0)
+    return settings, RouterService(settings), make_store(settings)
+
+
+async def wait_until(pilot, condition, timeout: float = 180.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the retraining job"
+        await pilot.pause(0.2)
+
+
+async def test_console_retrain_runs_a_job_shows_its_loss_live_and_the_gate(job_console):
+    settings, service, store = job_console
     complaint = "The lamp came without its shade and the manual."
-    ticket_id = store.record_routing(complaint, tiny_service.route(complaint))
+    ticket_id = store.record_routing(complaint, service.route(complaint))
     store.record_correction(ticket_id, ["Packaging"], "shade and manual missing")
-    served_before = tiny_service.route(complaint)
-    app = create_app(tiny_settings, tiny_service, store, supervisor=True,
-                     supervisor_key=new_key(store, "boss", "supervisor"))
-    async with app.run_test(size=(100, 30)) as pilot:
+    app = create_app(settings, service, store, supervisor=True, supervisor_key=new_key(store, "boss", "supervisor"))
+    async with app.run_test(size=(120, 34)) as pilot:
         await settle(pilot)
         await pilot.press("t")
         pane = app.screen.query_one(RetrainPane)
-        pane.eval_examples = training_set(tiny_service, store).examples[:6]
         form = pane.query_one("#tuning-form")
         form.set_value("epochs", "99")
         await pilot.press("ctrl+s")
         errors = str(pane.query_one("#retrain-errors").render())
         assert "epochs" in errors and "1 to 50" in errors
-        assert not pane.running
+        assert not pane.running and pane.job is None, "nothing started"
         for name, value in {"method": "prompt", "epochs": 2, "batch_size": 4, "num_virtual_tokens": 4,
                             "learning_rate": 0.3, "val_fraction": 0.0}.items():
             form.set_value(name, value)
         await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: pane.job is not None and not pane.running)
         await settle(pilot)
+        job = pane.job
+        assert job.state == "succeeded", job.error
+        curve = job.progress["loss_curve"]
         plot = pane.query_one(LossPlot)
-        assert plot.steps == list(range(1, 9)), "12 examples + 1 correction, batch 4, 2 epochs: one point per update"
-        assert all(loss > 0 for loss in plot.losses) and len(plot.losses) == 8
-        outcome = pane.outcome
-        assert outcome is not None and outcome.path.is_dir() and outcome.n_train == 13
-        assert outcome.candidate["n"] == 6 and outcome.active["n"] == 6
-        eval_table = pane.query_one("#retrain-eval")
-        assert eval_table.get_row("exact_set_accuracy")[1] == f"{outcome.candidate['exact_set_accuracy']:.3f}"
-        saved = json.loads((outcome.path / "triage.json").read_text())
-        assert saved["parameters"]["epochs"] == 2 and len(saved["loss_curve"]["steps"]) == 8
-        review = app.screen.query_one(ReviewPane)
-        assert ticket_id not in [item.ticket.id for item in review.items if item.reason == "corrected-untrained"]
+        assert plot.steps == [step for step, _ in curve] and plot.steps[-1] == job.progress["steps_total"]
+        assert all(loss > 0 for loss in plot.losses)
+        gate = job.result["gate"]
+        table = pane.query_one("#retrain-eval")
+        dev = table.get_row("dev")
+        assert dev[0] == "dev (4)" and dev[1] == (f"{gate['sets']['dev']['candidate']['exact_set_accuracy']:.3f} / "
+                                                  f"{gate['sets']['dev']['active']['exact_set_accuracy']:.3f}")
+        assert table.get_row("gate")[1] == ("promoted" if gate["promote"] else "stays a candidate")
+        assert job.result["version"] in str(pane.query_one("#retrain-status").render())
     with store.session() as s:
-        (row,) = s.exec(select(ModelVersion)).all()
-        assert row.version == outcome.version and row.status == "candidate"
-        assert row.metrics["exact_set_accuracy"] == outcome.candidate["exact_set_accuracy"]
+        rows = {row.version: row for row in s.exec(select(ModelVersion)).all()}
+        assert job.result["version"] in rows, "the job registered its version"
         (correction,) = s.exec(select(Correction)).all()
-        assert correction.used_in_version == outcome.version
-    served_after = tiny_service.route(complaint)
-    assert served_after.model_version == served_before.model_version, "a retrain does not change what is served"
-    assert served_after.confidence == pytest.approx(served_before.confidence, abs=1e-4)
+        held_out = correction.id in job.result["training_set"]["holdout_correction_ids"]
+        assert correction.used_in_version == (None if held_out else job.result["version"])
 
 
-async def test_stopping_a_retrain_saves_nothing(tiny_settings, tiny_service, store):
-    app = create_app(tiny_settings, tiny_service, store, supervisor=True,
-                     supervisor_key=new_key(store, "boss", "supervisor"))
-    async with app.run_test(size=(100, 30)) as pilot:
+async def test_stopping_a_console_retrain_cancels_the_job_and_registers_nothing(job_console):
+    settings, service, store = job_console
+    app = create_app(settings, service, store, supervisor=True, supervisor_key=new_key(store, "boss", "supervisor"))
+    async with app.run_test(size=(120, 34)) as pilot:
         await settle(pilot)
         await pilot.press("t")
         pane = app.screen.query_one(RetrainPane)
         form = pane.query_one("#tuning-form")
-        for name, value in {"method": "prompt", "learning_rate": 0.3, "epochs": 50, "batch_size": 1, "num_virtual_tokens": 4,
-                            "val_fraction": 0.0, "early_stopping_patience": 0}.items():
+        for name, value in {"method": "prompt", "learning_rate": 0.3, "epochs": 50, "batch_size": 1,
+                            "num_virtual_tokens": 4, "val_fraction": 0.0, "early_stopping_patience": 0}.items():
             form.set_value(name, value)
         await pilot.press("ctrl+s")
         plot = pane.query_one(LossPlot)
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if plot.losses:
-                break
-        assert pane.running and plot.losses, "training started and reported progress"
+        await wait_until(pilot, lambda: plot.losses)
+        assert pane.running, "training started and reported progress"
         await pilot.press("ctrl+b")
+        await wait_until(pilot, lambda: not pane.running)
         await settle(pilot)
-        assert not pane.running and pane.outcome is None
-        assert "stopped" in str(pane.query_one("#retrain-status").render())
+        assert pane.job.state == "cancelled"
+        assert "nothing was registered" in str(pane.query_one("#retrain-status").render())
         assert len(plot.losses) < 600, "stopped long before 50 epochs of 12 updates"
-    assert not any(tiny_settings.models_dir.glob("console-*")), "no artifact was written"
+    assert not (settings.models_dir / pane.job.version).exists(), "no artifact was kept"
     with store.session() as s:
         assert s.exec(select(ModelVersion)).all() == []
 

@@ -7,10 +7,7 @@ from router.store import Store
 
 
 def make_store(settings) -> Store:
-    """A real SQLite store under the test's data dir, schema upgraded.
-
-    settings=None on the Store: corrections are not also pushed to the RAG precedent store.
-    """
+    """A real SQLite store under the test's data dir, schema upgraded (the console's database in the tests)."""
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     return Store(engine)

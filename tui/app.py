@@ -8,7 +8,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
-from router.service import RouterService
+from router.application import Application, RouterService
 from router.settings import Settings
 from tui.commands import ConsoleCommands
 from tui.session import ConsoleSession
@@ -17,7 +17,7 @@ STYLES = Path(__file__).parent / "styles"
 
 
 class TriageConsole(App):
-    """Agent and supervisor views over one RouterService and one store."""
+    """Agent and supervisor views over one application core (routing, store, registry, retraining)."""
 
     TITLE = "triage console"
     CSS_PATH = [STYLES / "console.tcss", STYLES / "agent.tcss", STYLES / "supervisor.tcss"]
@@ -29,13 +29,12 @@ class TriageConsole(App):
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, settings: Settings, service: RouterService, store=None, *, supervisor: bool = False,
-                 supervisor_key: str | None = None, theme: str | None = None) -> None:
+    def __init__(self, core: Application, *, supervisor: bool = False, supervisor_key: str | None = None,
+                 theme: str | None = None) -> None:
         super().__init__()
-        self.settings = settings
-        self.service = service
-        self.store = store
-        self.session = ConsoleSession(service, store)
+        self.core = core
+        self.settings = core.settings
+        self.session = ConsoleSession(core)
         self.start_supervisor = supervisor
         self.supervisor_key = supervisor_key
         self.supervisor_unlocked = False
@@ -62,26 +61,23 @@ class TriageConsole(App):
 
     @work(thread=True, exclusive=True, group="load", name="load model")
     def warm_up(self) -> None:
-        """Load the base model and the tuned soft prompt off the UI thread."""
+        """Serve the registry's active version and load the models off the UI thread."""
         try:
-            self.session.sync_active_model()
-            self.service.engine  # noqa: B018 - loads the base model
+            problem = self.core.load()
         except Exception as exc:  # the agent sees why routing will fail
             self.call_from_thread(self.notify, str(exc), title="Model not loaded", severity="error", timeout=15)
             return
-        try:
-            self.service.tuned_model  # noqa: B018 - loads the tuned artifact
-        except Exception as exc:  # zero-shot and multi-shot still work
-            self.call_from_thread(self.notify, str(exc), title="Tuned strategy unavailable", severity="warning",
+        if problem:  # zero-shot and multi-shot still work
+            self.call_from_thread(self.notify, problem, title="Tuned strategy unavailable", severity="warning",
                                   timeout=15)
 
     @work(thread=True, exclusive=True, group="registry", name="follow registry")
     def follow_registry(self) -> None:
         """Promotes made elsewhere (API, CLI, another console) reach this console too."""
-        if not self.service.loaded:
+        if not self.core.service.loaded:
             return
         try:
-            version = self.session.sync_active_model()
+            version = self.core.registry.sync()
         except Exception as exc:  # keep serving the current version
             self.call_from_thread(self.notify, str(exc), title="Could not switch model", severity="warning")
             return
@@ -102,9 +98,7 @@ class TriageConsole(App):
         self.refresh_bindings()
 
     def action_show_supervisor(self) -> None:
-        from tui.access import supervisor_check
-
-        check = supervisor_check(self.settings, self.store)
+        check = self.core.is_supervisor_key
         if self.supervisor_unlocked:
             self._open_supervisor()
             return
@@ -134,24 +128,10 @@ class TriageConsole(App):
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
 
-def default_store(settings: Settings):
-    """The product's store for these settings (the embedded SQLite database is created on first use)."""
-    from router.store import open_store
-
-    return open_store(settings)
-
-
-def default_grounder(settings: Settings):
-    try:
-        from rag.grounding import build_grounder
-    except ModuleNotFoundError:
-        return None
-    return build_grounder(settings)
-
-
-def create_app(settings: Settings, service: RouterService | None = None, store=None, *, supervisor: bool = False,
-               supervisor_key: str | None = None, theme: str | None = None) -> TriageConsole:
-    """Build the console; the CLI passes only settings, tests pass a tiny service and a temp store."""
-    service = service or RouterService(settings, grounder=default_grounder(settings))
-    store = store if store is not None else default_store(settings)
-    return TriageConsole(settings, service, store, supervisor=supervisor, supervisor_key=supervisor_key, theme=theme)
+def create_app(settings: Settings, service: RouterService | None = None, store=None, *, core: Application | None = None,
+               supervisor: bool = False, supervisor_key: str | None = None, theme: str | None = None) -> TriageConsole:
+    """Build the console over `core` (the CLI's application core), or over one built here: tests pass a tiny
+    service and a temp store (its database is the one the console uses)."""
+    if core is None:
+        core = Application(settings, service=service, database=store.engine if store is not None else None)
+    return TriageConsole(core, supervisor=supervisor, supervisor_key=supervisor_key, theme=theme)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from router.application import Application, validate_text
 from router.departments import canonical
 from router.results import STRATEGIES, Routing
-from router.service import RouterService, validate_text
 
 PRIMARY = "tuned"
 COMPARE_ORDER = (PRIMARY,) + tuple(s for s in STRATEGIES if s != PRIMARY)
@@ -62,27 +62,16 @@ class CorrectionError(ValueError):
 
 
 class ConsoleSession:
-    """What one agent does in one console run: route, accept or correct, look back."""
+    """What one agent does in one console run: route, accept or correct, look back (through the core)."""
 
-    def __init__(self, service: RouterService, store=None):
-        self.service = service
-        self.store = store
+    def __init__(self, core: Application, who: str = "console"):
+        self.core = core
+        self.who = who
         self.tickets: list[Ticket] = []
 
-    def sync_active_model(self) -> str | None:
-        """Serve the registry's active version if it is not the one loaded; returns the version switched to."""
-        if self.store is None:
-            return None
-        from pathlib import Path
-
-        from router import store as store_api
-
-        with self.store.session() as session:
-            active = store_api.active_model_version(session)
-        if active is None or Path(active.artifact_path).resolve() == self.service.tuned_path().resolve():
-            return None
-        self.service.use_tuned(Path(active.artifact_path))
-        return active.version
+    @property
+    def service(self):
+        return self.core.service
 
     @property
     def rag_available(self) -> bool:
@@ -105,7 +94,7 @@ class ConsoleSession:
             for strategy in COMPARE_ORDER:
                 key = row_key(strategy, rag)
                 try:
-                    (routing,) = self.service.compare_iter(ticket.text, [strategy], rag=rag)
+                    (routing,) = self.core.compare_iter(ticket.text, [strategy], rag=rag)
                 except Exception as exc:  # shown in the strategy's row
                     ticket.errors[key] = str(exc) or type(exc).__name__
                     yield key, exc
@@ -118,8 +107,8 @@ class ConsoleSession:
                     return
 
     def _save_ticket(self, ticket: Ticket) -> None:
-        if self.store is not None and ticket.primary is not None:
-            ticket.ticket_id = self.store.record_routing(ticket.text, ticket.primary)
+        if ticket.primary is not None:
+            ticket.ticket_id = self.core.record_routing(ticket.text, ticket.primary)
 
     def accept(self, ticket: Ticket) -> None:
         self.correct(ticket, ticket.primary.departments if ticket.primary else [], "")
@@ -132,11 +121,11 @@ class ConsoleSession:
         if not chosen:
             raise CorrectionError("choose at least one department (keys 1-7)")
         changed = chosen != ticket.primary.departments
-        if self.store is not None and ticket.ticket_id is not None:
+        if ticket.ticket_id is not None:
             if changed:
-                self.store.record_correction(ticket.ticket_id, chosen, reason.strip() or None)
+                self.core.correct(ticket.ticket_id, chosen, who=self.who, why=reason.strip() or None)
             else:
-                self.store.record_acceptance(ticket.ticket_id)
+                self.core.accept(ticket.ticket_id)
         ticket.final, ticket.reason = chosen, reason.strip()
         return changed
 

@@ -1,4 +1,4 @@
-"""Dependencies: the request's session, the service, the settings, and who is calling (key + role)."""
+"""Dependencies: the application core, the request's session, the settings, and who is calling (key + role)."""
 
 from __future__ import annotations
 
@@ -10,35 +10,23 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from router.api.batching import GroupRouter
+from router.application import Application
 from router.security import allowed, authenticate, refusal
-from router.service import RouterService
-from router.settings import Settings
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `triage keys create` (Authorization: Bearer <key>).")
 
 
+def get_core(request: Request) -> Application:
+    return request.app.state.core
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+    with request.app.state.core.session() as session:
         yield session
 
 
-def get_service(request: Request) -> RouterService:
-    return request.app.state.service
-
-
-def get_router(request: Request) -> GroupRouter:
-    return request.app.state.router
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
+CoreDep = Annotated[Application, Depends(get_core)]  # routing (concurrent calls batched), intake, registry, jobs
 SessionDep = Annotated[Session, Depends(get_session)]
-ServiceDep = Annotated[RouterService, Depends(get_service)]
-RouterDep = Annotated[GroupRouter, Depends(get_router)]  # route/route_many, concurrent calls batched together
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 

@@ -12,11 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.api.limits import TrackedSend
-from router.artifact import ArtifactError
-from router.departments import LabelError
-from router.engine import StrategyError
-from router.service import InputError
-from router.store import Conflict, InvalidInput, NotFound, StoreError
+from router.application.errors import ArtifactError, Conflict, InputError, InvalidInput, LabelError, NotFound, StoreError, StrategyError
 
 log = logging.getLogger(__name__)
 

@@ -17,16 +17,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import Engine, String, cast, func
-from sqlmodel import Session, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router.db.models import Ticket
-from router.departments import DEPARTMENTS
 from router.results import Routing
 
 REQUEST_ID = contextvars.ContextVar("request_id", default=None)
@@ -65,7 +61,8 @@ def _json_request_log() -> None:
 
 
 class Metrics:
-    def __init__(self, engine: Engine, served_version):
+    def __init__(self, read_counts: Callable[[], dict], served_version):
+        """read_counts: the stored data's counts (the core's stored_counts); served_version: the version served."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("triage_http_requests", "HTTP requests by method, route template and status",
@@ -83,7 +80,7 @@ class Metrics:
         for strategy in ("zero-shot", "multi-shot", "tuned"):
             self.routings.labels(strategy), self.needs_review.labels(strategy)
         self.last_version: str | None = None
-        r.register(_DatabaseCollector(engine, lambda: served_version() or self.last_version))
+        r.register(_DatabaseCollector(read_counts, lambda: served_version() or self.last_version))
 
     def observe(self, routings: Sequence[Routing]) -> None:
         """Called with every batch the API routes."""
@@ -105,32 +102,18 @@ class Metrics:
 class _DatabaseCollector:
     """Gauges read from the database: shared by every replica, cached for DB_TTL seconds."""
 
-    def __init__(self, engine: Engine, served_version):
-        self.engine, self.served_version = engine, served_version
+    def __init__(self, read_counts: Callable[[], dict], served_version):
+        self.read_counts, self.served_version = read_counts, served_version
         self._lock = threading.Lock()
         self._cached: tuple[float, dict] | None = None
 
     def describe(self) -> Iterable:
         return []  # read at scrape time only (never when registering)
 
-    def _read(self) -> dict:
-        from tuning.jobs.records import TuningJob
-
-        with Session(self.engine) as session:
-            label_sets = session.exec(select(cast(Ticket.departments, String), func.count())
-                                      .group_by(cast(Ticket.departments, String))).all()
-            review = dict(session.exec(select(Ticket.needs_review, func.count()).group_by(Ticket.needs_review)).all())
-            jobs = dict(session.exec(select(TuningJob.state, func.count()).group_by(TuningJob.state)).all())
-        per_department = dict.fromkeys(DEPARTMENTS, 0)
-        for text, count in label_sets:
-            for name in json.loads(text):
-                per_department[name] = per_department.get(name, 0) + count
-        return {"departments": per_department, "review": review, "jobs": jobs}
-
     def collect(self) -> Iterable:
         with self._lock:
             if self._cached is None or time.monotonic() - self._cached[0] > DB_TTL:
-                self._cached = (time.monotonic(), self._read())
+                self._cached = (time.monotonic(), self.read_counts())
             data = self._cached[1]
         tickets = GaugeMetricFamily("triage_tickets", "Stored tickets routed to each department", labels=["department"])
         for name, count in data["departments"].items():

@@ -7,12 +7,7 @@ from pydantic import ValidationError
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
-    from router.artifact import ArtifactError
-    from router.dataset import DataError
-    from router.departments import LabelError
-    from router.engine import StrategyError
-    from router.modelio import ModelLoadError
-    from router.service import InputError
+    from router.application.errors import ArtifactError, DataError, InputError, LabelError, ModelLoadError, StrategyError
 
     return (ArtifactError, DataError, LabelError, StrategyError, ModelLoadError, InputError, FileNotFoundError,
             ValidationError, PermissionError)
@@ -45,34 +40,30 @@ def get_settings(ctx: click.Context | None = None):
     return root.obj["settings"]
 
 
+def get_application(ctx: click.Context | None = None, *, tuned_model=None):
+    """The application core of this invocation (database and model opened on first use).
+
+    tuned_model: serve this artifact for the tuned strategy (`--model`) instead of the registry's active one.
+    """
+    from router.application import Application
+
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    settings = get_settings(ctx)
+    if tuned_model is not None:
+        settings = settings.model_copy(update={"tuned_model": tuned_model})
+    if "application" not in root.obj:
+        root.obj["application"] = Application(settings)
+        root.call_on_close(root.obj["application"].close)
+    return root.obj["application"]
+
+
 def get_engine(ctx: click.Context | None = None):
     """The database of this invocation, ready to use: the embedded SQLite one is created and migrated on
     first use; a PostgreSQL one without this triage's schema raises SchemaError (run `triage db upgrade`)."""
-    from router.store import open_database
-
-    ctx = ctx or click.get_current_context()
-    root = ctx.find_root()
-    settings = get_settings(ctx)
-    if "engine" not in root.obj:
-        root.obj["engine"] = open_database(settings)
-    return root.obj["engine"]
+    return get_application(ctx).database
 
 
-def get_service(ctx: click.Context | None = None, **kwargs):
-    """The RouterService of this invocation (model loaded lazily, on first routing)."""
-    from router.service import RouterService
-
-    ctx = ctx or click.get_current_context()
-    root = ctx.find_root()
-    settings = get_settings(ctx)
-    if "service" not in root.obj:
-        root.obj["service"] = RouterService(settings, grounder=_grounder(settings), **kwargs)
-    return root.obj["service"]
-
-
-def _grounder(settings):
-    try:
-        from rag.grounding import build_grounder
-    except ModuleNotFoundError:
-        return None
-    return build_grounder(settings)
+def get_service(ctx: click.Context | None = None, *, tuned_model=None):
+    """The routing service of this invocation (model loaded lazily, on first routing)."""
+    return get_application(ctx, tuned_model=tuned_model).service

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from router.cli.common import get_service, get_settings
+from router.cli.common import get_application
 
 
 @click.command()
@@ -19,15 +19,15 @@ def console(supervisor: bool, key: str | None, theme: str | None) -> None:
     triage console                 agent view: type a complaint, Enter routes it
     triage console --supervisor    supervisor view (asks for a supervisor key)
     """
-    from router.db import SchemaError
-    from tui.app import create_app, default_store
+    from router.application.errors import SchemaError
+    from tui.app import create_app
 
-    settings = get_settings()
+    core = get_application()
     try:
-        store = default_store(settings)
+        core.database  # noqa: B018 - the embedded SQLite database is created and migrated here on first use
     except SchemaError as exc:
         click.echo(f"triage: error: {exc} (the console saves tickets and corrections there)", err=True)
         raise SystemExit(1) from exc
-    app = create_app(settings, get_service(), store, supervisor=supervisor, supervisor_key=key,
+    app = create_app(core.settings, core=core, supervisor=supervisor, supervisor_key=key,
                      theme={"dark": "textual-dark", "light": "textual-light"}.get(theme or ""))
     app.run()

@@ -47,7 +47,7 @@ def eval_command(data_path, strategies, train_path, model_paths, shots, rag, pre
     _refuse_overlap(examples, train, data_path)
     if len(model_paths) > 1:
         return _compare_methods(model_paths, strategies, train, examples, data_path, batch_size, as_json, out_dir, settings)
-    service = get_service(tuned_path=model_paths[0] if model_paths else None)
+    service = get_service(tuned_model=model_paths[0] if model_paths else None)
     reports = []
     variants = [(False, False)] + ([(True, False)] if rag else []) + ([(False, True)] if precedents else [])
     for strategy in strategies:

@@ -7,15 +7,8 @@ import json
 
 import click
 
-from router.cli.common import get_engine
+from router.cli.common import get_application
 from router.cli.db import db_errors
-
-
-def _session():
-    from sqlmodel import Session
-
-    engine = get_engine()
-    return Session(engine, expire_on_commit=False)
 
 
 def _who(who: str | None) -> str:
@@ -33,11 +26,9 @@ def models() -> None:
               help="JSON file of evaluation metrics to store with it.")
 def register(artifact: str, metrics_file: str | None) -> None:
     """Add a trained soft-prompt artifact as a candidate version (named by its triage.json version)."""
-    from router import store
-
     metrics = json.loads(open(metrics_file, encoding="utf-8").read()) if metrics_file else None
-    with db_errors(), _session() as session:
-        row = store.register_model_version(session, artifact, metrics=metrics)
+    with db_errors():
+        row = get_application().registry.register(artifact, metrics=metrics)
     click.echo(f"registered {row.version} ({row.status}) from {row.artifact_path}")
 
 
@@ -45,10 +36,8 @@ def register(artifact: str, metrics_file: str | None) -> None:
 def list_() -> None:
     """Every version, newest first, with its evaluation scores (vs: exact-accuracy change over the model it was
     compared with when it was trained)."""
-    from router import store
-
-    with db_errors(), _session() as session:
-        rows = store.list_model_versions(session)
+    with db_errors():
+        rows = get_application().registry.versions()
     if not rows:
         click.echo("no model versions registered: triage models register ARTIFACT_DIR", err=True)
         return
@@ -72,22 +61,13 @@ def _scores(metrics: dict) -> tuple[str, str, str]:
     return fmt(exact), fmt(metrics.get("macro_f1")), versus
 
 
-def _check_loadable(path: str) -> None:
-    from router.artifact import read_metadata
-
-    read_metadata(path)  # ArtifactError (a clean CLI error) if the directory is no longer an artifact
-
-
 @models.command()
 @click.argument("version")
 @click.option("--who", default=None, help="Recorded as promoted_by (default: cli:<user>).")
 def promote(version: str, who: str | None) -> None:
     """Make VERSION the active one (running servers switch within the poll interval)."""
-    from router import store
-
-    with db_errors(), _session() as session:
-        _check_loadable(store.get_model_version(session, version).artifact_path)
-        row = store.promote(session, version, who=_who(who))
+    with db_errors():  # the artifact is checked first: nothing changes if it is no longer one
+        row = get_application().registry.promote(version, who=_who(who))
     click.echo(f"{row.version} is active (promoted by {row.promoted_by})")
 
 
@@ -96,8 +76,6 @@ def promote(version: str, who: str | None) -> None:
 @click.option("--who", default=None, help="Recorded on the re-activated version (default: cli:<user>).")
 def rollback(version: str, who: str | None) -> None:
     """Retire the active VERSION and re-activate the one before it."""
-    from router import store
-
-    with db_errors(), _session() as session:
-        row = store.rollback(session, version, who=_who(who))
+    with db_errors():
+        row = get_application().registry.rollback(version, who=_who(who))
     click.echo(f"rolled back {version}; {row.version} is active again")

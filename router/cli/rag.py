@@ -16,7 +16,7 @@ class RagGroup(TriageGroup):
     def invoke(self, ctx: click.Context):
         from rag.corpus import CorpusError
         from rag.embeddings import EmbeddingModelError
-        from rag.interface import RetrievalUnavailable
+        from router.retrieval import RetrievalUnavailable
 
         try:
             return super().invoke(ctx)

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from router.cli.common import get_service
+from router.cli.common import get_application
 from router.results import STRATEGIES, Routing
 
 
@@ -88,20 +88,20 @@ def route(text, strategy, shots, compare, as_json, rag, precedents, model_path, 
     if input_path is not None:
         if text or compare or rag or precedents or as_json:
             raise click.UsageError("--input routes a file: give no complaint text, --compare, --json, --rag or --precedents")
-        _route_file(get_service(tuned_path=model_path), input_path, output_path, fmt=fmt, column=column,
+        _route_file(get_application(tuned_model=model_path).service, input_path, output_path, fmt=fmt, column=column,
                     id_column=id_column, strategy=strategy, shots=shots, batch_size=batch_size, on_error=on_error,
                     progress=not quiet)
         return
     complaint = _read_text(text)
-    service = get_service(tuned_path=model_path)
+    core = get_application(tuned_model=model_path)
     if compare:
-        results = [service.route(complaint, s, shots=shots, rag=rag, precedents=precedents) for s in STRATEGIES]
+        results = core.compare(complaint, shots=shots, rag=rag, precedents=precedents)
         if as_json:
             click.echo(json.dumps({"strategies": [r.to_json() for r in results]}, indent=1))
         else:
             click.echo(comparison_table(results))
         return
-    result = service.route(complaint, strategy, shots=shots, rag=rag, precedents=precedents)
+    result = core.route(complaint, strategy, shots=shots, rag=rag, precedents=precedents)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
         return

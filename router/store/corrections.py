@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -11,19 +10,15 @@ from sqlmodel import Session, col, select
 
 from router.db.models import Correction, CorrectionPublic, Ticket, TicketPublic
 from router.departments import canonical
-from router.settings import Settings
 from router.store.errors import InvalidInput
 from router.store.tickets import ticket_row, check_department, ticket_public
 
-log = logging.getLogger(__name__)
-
 
 def add_correction(session: Session, ticket_id: int, departments: Sequence[str], *, who: str,
-                   why: str | None = None, settings: Settings | None = None) -> CorrectionPublic:
+                   why: str | None = None) -> CorrectionPublic:
     """Record the departments that should have been chosen; the ticket is routed to them from now on.
 
-    With `settings`, the correction is also added to the precedent store (best effort)
-    so the next grounded routing can retrieve it at once.
+    (router.application's `correct` also shares it with the precedent store, so RAG retrieves it at once.)
     """
     if not departments:
         raise InvalidInput("departments is empty: name every department that must act", "departments")
@@ -43,24 +38,7 @@ def add_correction(session: Session, ticket_id: int, departments: Sequence[str],
     session.add(ticket)
     session.commit()
     session.refresh(correction)
-    out = CorrectionPublic.model_validate(correction)
-    if settings is not None:
-        share_precedent(settings, ticket.text, names, f"ticket-{ticket.id}")
-    return out
-
-
-def share_precedent(settings: Settings, text_: str, departments: list[str], source_id: str) -> bool:
-    """Make a correction retrievable by RAG at once, if the precedent store exists. Never raises."""
-    try:
-        from rag.precedents import add_precedent
-    except ImportError:
-        return False
-    try:
-        add_precedent(settings, text_, departments, source_id)
-        return True
-    except Exception as exc:  # retrieval is optional: the correction itself is already stored
-        log.warning("correction stored, but not added to the precedent store: %s", exc)
-        return False
+    return CorrectionPublic.model_validate(correction)
 
 
 def accept_routing(session: Session, ticket_id: int) -> TicketPublic:

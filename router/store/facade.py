@@ -12,7 +12,7 @@ from router.db.models import CorrectionPublic, ModelVersion, TicketPublic, Ticke
 from router.results import Routing
 from router.settings import Settings
 from router.store.corrections import ReviewItem, accept_routing, add_correction, review_queue
-from router.store.models import list_model_versions, promote, rollback
+from router.store.models import list_model_versions
 from router.store.tickets import create_ticket_with_routing, get_ticket, list_tickets
 
 
@@ -27,7 +27,6 @@ class Store:
     """The store functions bound to one engine, for callers without a session (the console)."""
 
     engine: Engine
-    settings: Settings | None = None
     who: str = "console"
 
     def session(self) -> Session:
@@ -41,7 +40,7 @@ class Store:
     def record_correction(self, ticket_id: int, departments: Sequence[str], why: str | None = None,
                           who: str | None = None) -> CorrectionPublic:
         with self.session() as s:
-            return add_correction(s, ticket_id, departments, who=who or self.who, why=why, settings=self.settings)
+            return add_correction(s, ticket_id, departments, who=who or self.who, why=why)
 
     def record_acceptance(self, ticket_id: int) -> TicketPublic:
         with self.session() as s:
@@ -63,18 +62,10 @@ class Store:
         with self.session() as s:
             return list_model_versions(s)
 
-    def promote(self, version: str, who: str | None = None, service=None) -> ModelVersion:
-        with self.session() as s:
-            return promote(s, version, who=who or self.who, service=service)
-
-    def rollback(self, version: str, who: str | None = None, service=None) -> ModelVersion:
-        with self.session() as s:
-            return rollback(s, version, who=who or self.who, service=service)
-
 
 def open_store(settings: Settings) -> Store:
     """The store of `settings.resolved_database_url`, ready on first use (SchemaError for a PostgreSQL
     database without this triage's schema: run `triage db upgrade`)."""
     from router.store.setup import open_database
 
-    return Store(open_database(settings), settings)
+    return Store(open_database(settings))

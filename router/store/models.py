@@ -56,45 +56,25 @@ def active_model_version(session: Session) -> ModelVersion | None:
     return session.exec(select(ModelVersion).where(ModelVersion.status == "active")).first()
 
 
-def _switch(service, row: ModelVersion) -> None:
-    """Load the version's soft prompt into the running service (validates it before anything is written)."""
-    if service is None:
-        return
-    from router.artifact import ArtifactError
+def promote(session: Session, version: str, *, who: str) -> ModelVersion:
+    """Make `version` the active one (the previous active version is retired), committed at once.
 
-    try:
-        service.use_tuned(Path(row.artifact_path))
-    except (ArtifactError, OSError) as exc:
-        raise Conflict(f"model version {row.version!r} cannot be served: {exc}", "version") from exc
-
-
-def promote(session: Session, version: str, *, who: str, service=None) -> ModelVersion:
-    """Make `version` the active one (the previous active version is retired).
-
-    With `service`, the running service switches to it at once; if the artifact
-    cannot be loaded nothing changes.
+    Serving switches through router.application's ModelRegistry (loads the artifact first, then calls this).
     """
     row = get_model_version(session, version)
     previous = active_model_version(session)
-    _switch(service, row)
-    try:
-        if previous is not None and previous.id != row.id:
-            previous.status = "retired"
-            session.add(previous)
-        row.status, row.promoted_by, row.promoted_at = "active", who, utcnow()
-        session.add(row)
-        session.commit()
-    except Exception:
-        session.rollback()
-        if service is not None and previous is not None:
-            _switch(service, previous)
-        raise
+    if previous is not None and previous.id != row.id:
+        previous.status = "retired"
+        session.add(previous)
+    row.status, row.promoted_by, row.promoted_at = "active", who, utcnow()
+    session.add(row)
+    session.commit()
     session.refresh(row)
     return row
 
 
-def rollback(session: Session, version: str, *, who: str, service=None) -> ModelVersion:
-    """Retire the active `version` and re-activate the version that was active before it; returns that one."""
+def rollback_target(session: Session, version: str) -> ModelVersion:
+    """The version a rollback of the active `version` re-activates (Conflict when there is none)."""
     row = get_model_version(session, version)
     if row.status != "active":
         raise Conflict(f"model version {version!r} is {row.status}, not active: only the active version can be "
@@ -106,11 +86,13 @@ def rollback(session: Session, version: str, *, who: str, service=None) -> Model
     ).first()
     if earlier is None:
         raise Conflict(f"no earlier promoted version to roll back to from {version!r}", "version")
-    return _reactivate(session, row, earlier, who, service)
+    return earlier
 
 
-def _reactivate(session: Session, current: ModelVersion, earlier: ModelVersion, who: str, service) -> ModelVersion:
-    _switch(service, earlier)
+def rollback(session: Session, version: str, *, who: str) -> ModelVersion:
+    """Retire the active `version` and re-activate the version that was active before it; returns that one."""
+    current = get_model_version(session, version)
+    earlier = rollback_target(session, version)
     current.status = "retired"
     earlier.status, earlier.promoted_by, earlier.promoted_at = "active", who, utcnow()
     session.add(current)

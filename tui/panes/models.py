@@ -40,7 +40,7 @@ class ModelsPane(Vertical):
 
     @work(thread=True, exclusive=True, group="models")
     def action_reload(self) -> None:
-        versions = model_versions(self.session.store)
+        versions = model_versions(self.session.core)
         self.app.call_from_thread(self.show, versions, self.serving())
 
     def show(self, versions, serving: str = "") -> None:
@@ -55,9 +55,7 @@ class ModelsPane(Vertical):
             table.add_row(row.version, row.status, metric(row, "exact_set_accuracy"), metric(row, "micro_f1"),
                           metric(row, "macro_f1"), versus, key=row.version)
         info = self.query_one("#models-info", Static)
-        if self.session.store is None:
-            info.update("No database: model versions need `triage db upgrade`.")
-        elif not versions:
+        if not versions:
             info.update("No model versions yet: retrain on the Retrain tab, or `triage models register`.")
         else:
             info.update(f"Serving: {serving}. Δ exact: against the version active when it was trained.")
@@ -89,17 +87,17 @@ class ModelsPane(Vertical):
 
     @work(thread=True, exclusive=True, group="models-change")
     def change(self, what: str, version: str) -> None:
-        store = self.session.store
+        registry = self.session.core.registry
         try:
             if what == "promote":
-                row = store.promote(version, service=self.session.service)
+                row = registry.promote(version, who=self.session.who)
                 text = f"{row.version} is now active and serving"
             else:
-                row = store.rollback(version, service=self.session.service)
+                row = registry.rollback(version, who=self.session.who)
                 text = f"rolled back to {row.version}"
         except ValueError as exc:
             self.app.call_from_thread(self.notify, str(exc), title=f"Not done: {what}", severity="error")
             return
         self.app.call_from_thread(self.notify, text, title="Models")
-        versions = model_versions(store)
+        versions = model_versions(self.session.core)
         self.app.call_from_thread(self.show, versions, self.serving())

@@ -1,4 +1,9 @@
-"""Supervisor pane: retrain the soft prompt with validated watsonx parameters, watch the loss, compare."""
+"""Supervisor pane: start a retraining job with validated watsonx parameters, watch its loss live, see the gate.
+
+The job is the same one the API and `triage retrain start` run (router.application's Retraining over
+tuning.jobs): its own process, one at a time, the training file plus every correction, evaluated against
+the active version on the dev file and on held-out corrections, promoted only when the gate passes.
+"""
 
 from __future__ import annotations
 
@@ -10,50 +15,47 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Label, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from tuning.train import Cancelled, Progress
-from tui.retrain_job import EVAL_METRICS, RetrainOutcome, run_retrain
-from tui.supervision import register_outcome, training_set
+from router.application import TuningJobPublic
 from tui.widgets.loss_plot import LossPlot
 from tui.widgets.tuning_form import TuningForm
 
+METRICS = (("exact_set_accuracy", "exact"), ("micro_f1", "micro F1"), ("macro_f1", "macro F1"))
 
-class TrainProgress(Message):
-    def __init__(self, progress: Progress) -> None:
+
+class JobUpdate(Message):
+    def __init__(self, job: TuningJobPublic | None, error: str | None = None) -> None:
         super().__init__()
-        self.progress = progress
-
-
-class RetrainPhase(Message):
-    def __init__(self, phase: str) -> None:
-        super().__init__()
-        self.phase = phase
-
-
-class RetrainDone(Message):
-    def __init__(self, outcome: RetrainOutcome | None, error: str | None = None) -> None:
-        super().__init__()
-        self.outcome, self.error = outcome, error
+        self.job, self.error = job, error
 
 
 def fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def status_line(job: TuningJobPublic) -> str:
+    p = job.progress
+    if job.phase == "training" and p.get("step"):
+        return (f"job {job.id}: epoch {p.get('epoch')}/{p.get('epochs')} · update {p['step']}/{p.get('steps_total')}"
+                f" · loss {p.get('loss', 0):.3f} · eta {p.get('eta_s') or 0:.0f}s")
+    return f"job {job.id} {job.state}: {job.phase}…"
+
+
 class RetrainPane(Horizontal):
-    """Form on the left; progress, live loss curve and the evaluation on the right."""
+    """Form on the left; progress, live loss curve and the gate's comparison on the right."""
 
     BINDINGS = [
         Binding("ctrl+s", "start", "Start retrain"),
         Binding("ctrl+b", "stop", "Stop"),
     ]
 
-    def __init__(self, session, *, eval_examples=None, **kwargs) -> None:
+    def __init__(self, session, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session = session
-        self.eval_examples = eval_examples  # None: data/dev.jsonl
-        self.running = False
-        self.stop_requested = False
-        self.outcome: RetrainOutcome | None = None
+        self.job: TuningJobPublic | None = None  # the job this pane started or follows
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.state in ("queued", "running")
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="retrain-form-col"):
@@ -82,85 +84,90 @@ class RetrainPane(Horizontal):
             self.notify(str(exc), title="Invalid parameters", severity="error")
             return
         errors.update("")
-        self.running, self.stop_requested, self.outcome = True, False, None
-        self.query_one("#retrain-start", Button).disabled = True
-        self.query_one("#retrain-stop", Button).disabled = False
+        self._set_running(True)
         self.query_one(LossPlot).reset()
         self.query_one("#retrain-eval", DataTable).clear(columns=True)
         self.query_one("#retrain-progress", ProgressBar).update(total=None, progress=0)
-        self.query_one("#retrain-status", Label).update("Preparing…")
-        self.retrain_worker(config)
+        self.query_one("#retrain-status", Label).update("Starting the job…")
+        self.follow_job(config.model_dump(mode="json"))
 
     @on(Button.Pressed, "#retrain-stop")
     def action_stop(self) -> None:
         if self.running:
-            self.stop_requested = True
-            self.query_one("#retrain-status", Label).update("Stopping after this batch…")
+            self.query_one("#retrain-status", Label).update("Stopping after this step…")
+            self.cancel_job(self.job.id)
+
+    def _set_running(self, running: bool) -> None:
+        self.query_one("#retrain-start", Button).disabled = running
+        self.query_one("#retrain-stop", Button).disabled = not running
+
+    @work(thread=True, group="retrain-cancel")
+    def cancel_job(self, job_id: int) -> None:
+        try:
+            self.session.core.retraining.cancel(job_id)
+        except Exception as exc:  # e.g. it ended a moment ago: shown, the follower reports the end
+            self.app.call_from_thread(self.notify, str(exc), title="Retrain", severity="warning")
 
     @work(thread=True, exclusive=True, group="retrain", name="retrain")
-    def retrain_worker(self, config) -> None:
+    def follow_job(self, parameters: dict) -> None:
+        """Start the job, then post its state each time it changes until it ends."""
         worker = get_current_worker()
+        retraining = self.session.core.retraining
         try:
-            data = training_set(self.session.service, self.session.store)
-            self.post_message(RetrainPhase(f"training on {len(data.examples)} examples "
-                                           f"({len(data.corrections)} corrections)"))
-            outcome = run_retrain(
-                self.session.service, config, data.examples, eval_examples=self.eval_examples,
-                on_progress=lambda p: self.post_message(TrainProgress(p)),
-                should_stop=lambda: self.stop_requested or worker.is_cancelled,
-                on_phase=lambda phase: self.post_message(RetrainPhase(phase)),
-            )
-            if self.session.store is not None:
-                register_outcome(self.session.store, outcome, data.correction_ids)
-        except Cancelled:
-            self.post_message(RetrainDone(None, "stopped: nothing was saved"))
-        except Exception as exc:  # shown in the pane; the console keeps running
-            self.post_message(RetrainDone(None, str(exc) or type(exc).__name__))
-        else:
-            self.post_message(RetrainDone(outcome))
+            job = retraining.start(parameters, who=f"console:{self.session.who}")
+            self.post_message(JobUpdate(job))
+            for job in retraining.follow(job.id, with_curve=True, should_stop=lambda: worker.is_cancelled):
+                self.post_message(JobUpdate(job))
+        except Exception as exc:  # refused (another job runs, bad parameters) or the database failed: shown
+            self.post_message(JobUpdate(None, str(exc) or type(exc).__name__))
+            return
+        if job.state == "succeeded" and job.result.get("promoted"):
+            self.session.core.registry.sync()  # serve the promoted version here at once
 
     # -- updates from the worker ------------------------------------------------
-    def on_train_progress(self, message: TrainProgress) -> None:
-        p = message.progress
-        self.query_one(LossPlot).add(p)
-        self.query_one("#retrain-progress", ProgressBar).update(total=p.steps_total, progress=p.step)
-        if p.epoch_end:
-            val = "" if p.val_loss is None or p.val_loss != p.val_loss else f", validation {p.val_loss:.3f}"
-            text = f"epoch {p.epoch}/{p.epochs} done: loss {p.loss:.3f}{val}"
-        else:
-            text = f"epoch {p.epoch}/{p.epochs} · update {p.step}/{p.steps_total} · loss {p.loss:.3f} · eta {p.eta_s:.0f}s"
-        self.query_one("#retrain-status", Label).update(text)
-
-    def on_retrain_phase(self, message: RetrainPhase) -> None:
-        self.query_one("#retrain-status", Label).update(message.phase + "…")
-
-    def on_retrain_done(self, message: RetrainDone) -> None:
-        self.running = False
-        self.query_one("#retrain-start", Button).disabled = False
-        self.query_one("#retrain-stop", Button).disabled = True
-        status = self.query_one("#retrain-status", Label)
-        if message.outcome is None:
-            status.update(f"Retrain {message.error}")
-            self.notify(message.error or "failed", title="Retrain", severity="warning")
+    def on_job_update(self, message: JobUpdate) -> None:
+        if message.job is None:
+            self._set_running(False)
+            self.query_one("#retrain-status", Label).update(f"Not started: {message.error}")
+            self.notify(message.error or "failed", title="Retrain", severity="error")
             return
-        self.outcome = outcome = message.outcome
-        versus = f", compared with {outcome.active_version}" if outcome.active_version else ""
-        status.update(f"Saved {outcome.version}{versus}. Promote it on the Models tab (m).")
-        self.show_evaluation(outcome)
-        self.post_message(self.Finished(outcome))
+        self.job = job = message.job
+        p = job.progress
+        self.query_one(LossPlot).show(p.get("loss_curve") or [], p.get("epochs_done") or [], p.get("steps_total"),
+                                      p.get("epochs"))
+        if p.get("steps_total"):
+            self.query_one("#retrain-progress", ProgressBar).update(total=p["steps_total"], progress=p.get("step", 0))
+        self.query_one("#retrain-status", Label).update(status_line(job))
+        if not self.running:
+            self._finished(job)
+
+    def _finished(self, job: TuningJobPublic) -> None:
+        self._set_running(False)
+        status = self.query_one("#retrain-status", Label)
+        if job.state != "succeeded":
+            status.update(f"Retrain {job.state}: {job.error or 'stopped'}; nothing was registered")
+            self.notify(job.error or job.state, title="Retrain", severity="warning")
+            return
+        result = job.result
+        where = "active and serving" if result.get("promoted") else "a candidate: promote it on the Models tab (m)"
+        status.update(f"Saved {result.get('version')}; it is {where}")
+        self.show_gate(result.get("gate") or {})
+        self.post_message(self.Finished(job))
 
     class Finished(Message):
-        def __init__(self, outcome: RetrainOutcome) -> None:
+        def __init__(self, job: TuningJobPublic) -> None:
             super().__init__()
-            self.outcome = outcome
+            self.job = job
 
-    def show_evaluation(self, outcome: RetrainOutcome) -> None:
+    def show_gate(self, gate: dict) -> None:
+        """Each evaluation set's scores, new vs active, and the gate's verdict."""
         table = self.query_one("#retrain-eval", DataTable)
         table.clear(columns=True)
-        if not outcome.candidate:
-            table.add_columns("evaluation")
-            table.add_row("no evaluation set (data/dev.jsonl) was found")
-            return
-        table.add_columns(f"eval set ({outcome.n_eval})", "new", "active")
-        for name in EVAL_METRICS:
-            table.add_row(name.replace("_", " "), fmt(outcome.candidate.get(name)), fmt(outcome.active.get(name)), key=name)
+        table.add_columns("set (n)", *[f"{label} new / active" for _, label in METRICS], "gated")
+        for name, scores in (gate.get("sets") or {}).items():
+            new, active = scores.get("candidate") or {}, scores.get("active") or {}
+            cells = [f"{fmt(new.get(key))} / {fmt(active.get(key))}" for key, _ in METRICS]
+            table.add_row(f"{name} ({scores.get('n', 0)})", *cells, "yes" if scores.get("gated") else "no", key=name)
+        verdict = "promoted" if gate.get("promote") else "stays a candidate"
+        reasons = "; ".join(gate.get("reasons") or [])
+        table.add_row("gate", verdict, reasons or "-", "", "", key="gate")

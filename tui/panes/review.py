@@ -42,7 +42,7 @@ class ReviewPane(Vertical):
 
     @work(thread=True, exclusive=True, group="review")
     def action_reload(self) -> None:
-        items = review_items(self.session.store)
+        items = review_items(self.session.core)
         self.app.call_from_thread(self.show, items)
 
     def show(self, items) -> None:
@@ -53,9 +53,7 @@ class ReviewPane(Vertical):
             t = item.ticket
             conf = "-" if t.confidence is None else f"{t.confidence:.0%}"
             table.add_row(str(t.id), item.reason, conf, ", ".join(t.departments), excerpt(t.text, 30), key=str(t.id))
-        if self.session.store is None:
-            self.query_one("#review-text", Static).update("No database: the review queue needs `triage db upgrade`.")
-        elif not items:
+        if not items:
             self.query_one("#review-text", Static).update("The review queue is empty.")
             self.query_one(DepartmentBoard).show(None)
         else:
@@ -108,17 +106,17 @@ class ReviewPane(Vertical):
     @work(thread=True, group="review-save")
     def store_worker(self, ticket_id: int, departments: list[str] | None, reason: str | None) -> None:
         """departments None: accept the routing as it is."""
-        store = self.session.store
+        core = self.session.core
         try:
             if departments is None:
-                store.record_acceptance(ticket_id)
+                core.accept(ticket_id)
                 text = f"Ticket {ticket_id} accepted as routed"
             else:
-                store.record_correction(ticket_id, departments, reason)
+                core.correct(ticket_id, departments, who=self.session.who, why=reason)
                 text = f"Ticket {ticket_id} corrected to {', '.join(departments)}"
         except Exception as exc:  # store errors and an unreachable database are shown, not raised
             self.app.call_from_thread(self.notify, str(exc), title="Not saved", severity="error")
             return
         self.app.call_from_thread(self.notify, text, title="Saved")
-        items = review_items(store)
+        items = review_items(core)
         self.app.call_from_thread(self.show, items)

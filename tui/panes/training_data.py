@@ -9,7 +9,8 @@ from textual.widgets import DataTable, Static
 
 from router.departments import DEPARTMENTS
 from router.report import Distribution
-from tui.supervision import TrainingSet, training_set
+from router.application import TrainingPreview
+from tui.supervision import distribution, training_set
 
 SHORT = {d: d[:5] for d in DEPARTMENTS}
 
@@ -20,7 +21,7 @@ class TrainingDataPane(VerticalScroll):
     def __init__(self, session, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session = session
-        self.data: TrainingSet | None = None
+        self.data: TrainingPreview | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("Loading the training set…", id="data-summary")
@@ -37,19 +38,20 @@ class TrainingDataPane(VerticalScroll):
     @work(thread=True, exclusive=True, group="training-data")
     def action_reload(self) -> None:
         try:
-            data = training_set(self.session.service, self.session.store)
+            data = training_set(self.session.core)
         except Exception as exc:  # a broken training file is shown, with its line numbers
             self.app.call_from_thread(self.query_one("#data-summary", Static).update, f"[b red]Cannot read the training set[/]: {exc}")
             return
         self.app.call_from_thread(self.show, data)
 
-    def show(self, data: TrainingSet) -> None:
+    def show(self, data: TrainingPreview) -> None:
         self.data = data
-        dist = data.distribution()
-        pending = len(data.corrections)
+        dist = distribution(data)
+        pending = data.pending
         self.query_one("#data-summary", Static).update(
             f"[b]{dist.n}[/b] examples ({data.base_count} in the training file, {pending} pending correction"
-            f"{'' if pending == 1 else 's'}); {dist.multi_share:.0%} routed to more than one department"
+            f"{'' if pending == 1 else 's'}, {len(data.assembled.holdout)} held out to evaluate the next retrain); "
+            f"{dist.multi_share:.0%} routed to more than one department"
         )
         warnings = "\n".join(f"[b $warning]warning[/]: {w}" for w in dist.warnings)
         self.query_one("#data-warnings", Static).update(warnings)

@@ -11,7 +11,7 @@ from textual.widgets import Footer, Header, Input, Label, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from router.departments import DEPARTMENTS
-from router.service import InputError
+from router.application import InputError
 from tui.messages import RoutingFailed, RoutingFinished, RowFailed, RowRouted
 from tui.session import PRIMARY, ConsoleSession, Ticket, row_key
 from tui.widgets.comparison import ComparisonTable

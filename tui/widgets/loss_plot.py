@@ -1,14 +1,12 @@
-"""The live loss curve of a retrain: training loss per update, validation loss per epoch."""
+"""The live loss curve of a retraining job: training loss per update, validation loss per epoch."""
 
 from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from tuning.train import Progress
-
 
 class LossPlot(PlotextPlot):
-    """Redrawn on every progress report; keeps the numbers it plots for tests and the summary."""
+    """Redrawn from the job's progress each time it changes; keeps the numbers it plots for tests."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -25,14 +23,15 @@ class LossPlot(PlotextPlot):
         self.steps, self.losses, self.val_steps, self.val_losses = [], [], [], []
         self.redraw()
 
-    def add(self, progress: Progress) -> None:
-        if progress.epoch_end:
-            if progress.val_loss is not None and progress.val_loss == progress.val_loss:  # not NaN
-                self.val_steps.append(progress.step)
-                self.val_losses.append(progress.val_loss)
-        else:
-            self.steps.append(progress.step)
-            self.losses.append(progress.loss)
+    def show(self, curve: list, epochs_done: list[dict], steps_total: int | None = None,
+             epochs: int | None = None) -> None:
+        """curve: [[update, loss], ...]; epochs_done: [{"epoch", "loss", "val_loss"}, ...] (val_loss may be null)."""
+        self.steps = [int(step) for step, _ in curve]
+        self.losses = [float(loss) for _, loss in curve]
+        per_epoch = (steps_total / epochs) if steps_total and epochs else None
+        done = [e for e in epochs_done if e.get("val_loss") is not None]
+        self.val_steps = [round(e["epoch"] * per_epoch) if per_epoch else e["epoch"] for e in done]
+        self.val_losses = [float(e["val_loss"]) for e in done]
         self.redraw()
 
     def redraw(self) -> None:

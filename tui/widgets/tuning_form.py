@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.widgets import Input, Label, Select
 
-from tuning.config import TuningConfig, describe_error, field_range
+from router.application.retraining import TuningConfig, describe_error, field_range
 
 SKIPPED = {"init_text"}  # free text; the business instruction is the sensible default
 

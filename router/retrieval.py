@@ -1,6 +1,6 @@
-"""The small interface the router core uses for retrieval.
+"""The small interface the routing core uses for retrieval; rag.grounding implements it.
 
-The core depends only on this module: no LangChain or Chroma types cross it.
+The core defines it, so it never imports rag: no LangChain or Chroma types cross it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Group routing: concurrent requests share one batched forward pass (like a database's group commit).
+"""The request scheduler: concurrent routing calls share one batched forward pass (like a database's group
+commit), for every front end (API requests, console workers, the CLI).
 
 The model runs one batch at a time anyway. While it runs, new requests queue up;
 whichever waiting thread gets the model next routes every queued request with the
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from router.results import Routing
 from router.service import RouterService, validate_text
@@ -27,8 +28,8 @@ class _Job:
     error: BaseException | None = None
 
 
-class GroupRouter:
-    """`route` / `route_many` like the service, batching concurrent calls; everything else is the service's."""
+class RequestScheduler:
+    """`route` / `route_many` of the routing service, with concurrent calls batched together."""
 
     def __init__(self, service: RouterService, max_texts: int | None = None):
         self.service = service
@@ -37,9 +38,6 @@ class GroupRouter:
         self._queue_lock = threading.Lock()
         self._model_lock = threading.Lock()
         self.observe: Callable[[Sequence[Routing]], None] | None = None  # sees every batch routed (metrics)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.service, name)
 
     def route(self, text: str, strategy: str | None = None, **options) -> Routing:
         return self.route_many([text], strategy, **options)[0]

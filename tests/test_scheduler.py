@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from router.api.batching import GroupRouter
+from router.application.scheduler import RequestScheduler
 from router.service import InputError
 from test_api_helpers import tiny_artifact  # noqa: F401 - fixture
 
@@ -50,7 +50,7 @@ def test_queued_requests_are_routed_in_one_batch(tiny_service, monkeypatch):
     texts = [f"complaint {i} about a dented lamp" for i in range(8)]
     alone = [tiny_service.route(t) for t in texts]
     sizes = spy(tiny_service, monkeypatch, slow_first=0.4)
-    group = GroupRouter(tiny_service)
+    group = RequestScheduler(tiny_service)
     results = run_concurrently(group.route, [(t,) for t in texts])
     assert sizes[0] == 1 and sum(sizes) == 8 and len(sizes) < 8, sizes
     assert [r.departments for r in results] == [r.departments for r in alone]
@@ -58,7 +58,7 @@ def test_queued_requests_are_routed_in_one_batch(tiny_service, monkeypatch):
 
 def test_different_options_are_not_mixed(tiny_service, monkeypatch):
     sizes = spy(tiny_service, monkeypatch, slow_first=0.3)
-    group = GroupRouter(tiny_service)
+    group = RequestScheduler(tiny_service)
     calls = [("a complaint", "tuned"), ("b complaint", "zero-shot"), ("c complaint", "tuned"), ("d complaint", "zero-shot")]
     results = run_concurrently(group.route, calls)
     assert [r.strategy for r in results] == ["tuned", "zero-shot", "tuned", "zero-shot"]
@@ -67,14 +67,10 @@ def test_different_options_are_not_mixed(tiny_service, monkeypatch):
 
 def test_a_failing_request_does_not_fail_its_batch(tiny_service, monkeypatch):
     spy(tiny_service, monkeypatch, slow_first=0.3, poison="poison")
-    group = GroupRouter(tiny_service)
+    group = RequestScheduler(tiny_service)
     results = run_concurrently(group.route, [("first",), ("fine one",), ("poison",), ("fine two",)])
     assert isinstance(results[2], RuntimeError)
     assert all(not isinstance(r, Exception) for i, r in enumerate(results) if i != 2)
     with pytest.raises(InputError):
         group.route("   ")
 
-
-def test_everything_else_is_the_service(tiny_service):
-    group = GroupRouter(tiny_service)
-    assert group.settings is tiny_service.settings and group.loaded == tiny_service.loaded
