@@ -133,7 +133,7 @@ def run_gate(base, candidate_path: Path, active_path: Path | None, eval_sets: Ma
 
 
 def format_decision(decision: Mapping) -> str:
-    """The comparison as a small table plus the verdict (for `triage retrain --follow`)."""
+    """The comparison as a small table plus the verdict (for `triage retrain start --follow`)."""
     active = decision.get("active_version") or "-"
     lines = [f"{'set':<12} {'n':>5} {'exact':>8} {'active':>8} {'macroF1':>8} {'active':>8}  gated"]
     for name, s in decision.get("sets", {}).items():

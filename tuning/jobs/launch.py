@@ -1,5 +1,5 @@
 """The worker process: started as `python -m tuning.jobs.run JOB_ID`, in its own session so that
-a closed terminal or Ctrl-C in `triage retrain --follow` never stop it; how to tell whether a recorded
+a closed terminal or Ctrl-C in `triage retrain start --follow` never stop it; how to tell whether a recorded
 process is still alive (a pid plus its start time, so a reused pid is not mistaken); and the owner a
 worker watches: a server that starts a job owns it, and when that server is gone the job stops."""
 

@@ -73,7 +73,7 @@ def validate_parameters(parameters: dict[str, Any]):
 def get_job(session: Session, job_id: int) -> TuningJob:
     job = session.get(TuningJob, job_id) if 1 <= job_id <= MAX_ROW_ID else None  # no driver OverflowError
     if job is None:
-        raise NotFound(f"no tuning job {job_id} (see GET /v1/tuning/jobs or `triage retrain --list`)", "job_id")
+        raise NotFound(f"no tuning job {job_id} (see GET /v1/tuning/jobs or `triage retrain list`)", "job_id")
     return job
 
 
@@ -126,8 +126,8 @@ def create_job(session: Session, parameters: dict[str, Any], *, who: str, option
 
 def _busy(job: TuningJob) -> str:
     return (f"a tuning job is already running: {describe(job)}; one job runs at a time — follow it "
-            f"(GET /v1/tuning/jobs/{job.id}, `triage retrain --attach {job.id}`) or cancel it "
-            f"(POST /v1/tuning/jobs/{job.id}/cancel, `triage retrain --cancel {job.id}`)")
+            f"(GET /v1/tuning/jobs/{job.id}, `triage retrain follow {job.id}`) or cancel it "
+            f"(POST /v1/tuning/jobs/{job.id}/cancel, `triage retrain cancel {job.id}`)")
 
 
 def set_process(session: Session, job_id: int, pid: int) -> TuningJob:
