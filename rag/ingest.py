@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rag.corpus import load_corpus, split_document
 from rag.store import POLICIES, add_in_batches, collection, existing, mark_changed, open_client
-from router.settings import Settings, project_root
+from router.settings import Settings
 
 
 @dataclass
@@ -39,7 +39,7 @@ class SyncReport:
 
 
 def default_policies_dir(settings: Settings) -> Path:
-    return Path(settings.policies_dir or project_root() / "data" / "policies")
+    return settings.resolved_policies_dir
 
 
 def ingest_policies(settings: Settings, directory: Path | None = None) -> SyncReport:

@@ -15,7 +15,7 @@ from rag.ingest import SyncReport
 from rag.store import PRECEDENTS, add_in_batches, collection, existing, mark_changed, open_client
 from router.dataset import load_examples, normalize
 from router.departments import LabelError, canonical, format_departments, parse_departments
-from router.settings import Settings, project_root
+from router.settings import Settings
 
 EXAMPLE, CORRECTION = "example", "correction"
 
@@ -25,7 +25,7 @@ def precedent_id(text: str) -> str:
 
 
 def default_examples_file(settings: Settings) -> Path:
-    return Path(settings.shots_file or project_root() / "data" / "complaints.jsonl")
+    return settings.resolved_shots_file
 
 
 def ingest_examples(settings: Settings, path: Path | None = None) -> SyncReport:

@@ -92,8 +92,6 @@ class CausalStepper:
     batch, and tokens fed speculatively can be taken back (masked out) per sequence.
     """
 
-    speculates = True
-
     def __init__(self, model, prefix: "PrefixCache | RowPrefixes", pad_id: int, *, full_logits: bool = False,
                  allowed: Sequence[int] | None = None):
         self.model, self.prefix, self.pad_id = model, prefix, pad_id
@@ -178,8 +176,13 @@ class CausalStepper:
         self.columns = [self.columns[r] for r in rows]
         self.ids = list(keep)
 
-    @property
-    def can_absorb(self) -> bool:
+    def start_drafted(self, requests: Sequence[Sequence[int]], drafts: Sequence[Sequence[int]]) -> list[Logits]:
+        return self.start(requests, drafts)
+
+    def feed_drafted(self, pending: dict[int, Feed], take_back: dict[int, int]) -> dict[int, Logits]:
+        return self.feed(pending, take_back)
+
+    def absorbable(self) -> bool:
         """Whether rows of another stepper can join this one: a cache whose columns may be padded."""
         layers = getattr(self.cache, "layers", None)
         return self.mask is not None and bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
@@ -224,8 +227,6 @@ class CausalStepper:
 
 class Seq2SeqStepper:
     """Encoder once per batch (soft prompt prepended to its input); decoder per sequence."""
-
-    speculates = False
 
     def __init__(self, model, soft_prompt: torch.Tensor | None, pad_id: int):
         self.model, self.soft_prompt, self.pad_id = model, soft_prompt, pad_id

@@ -11,7 +11,7 @@ confidence comes from the same steps (see ``Decoded.confidence``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Generator, Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Generator, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -23,22 +23,38 @@ Logits = torch.Tensor
 
 
 class Stepper(Protocol):
-    """A model with a (prefix) cache that can be fed tokens, many sequences at once.
-
-    A stepper whose `speculates` is true also takes draft tokens in `start` (prefilled after
-    each request; their logits follow the request's) and `take_back` counts in `feed`. One
-    whose `can_absorb` is true also has `keep_rows(ids)` (drop every other row) and
-    `absorb(other, offset)` (take in another stepper's rows, their ids shifted by `offset`),
-    so that unfinished sequences of several batches can share forward passes.
-    """
-
-    speculates: bool
+    """A model with a (prefix) cache that can be fed tokens, many sequences at once."""
 
     def start(self, requests: Sequence[Sequence[int]]) -> list[Logits]:
         """Prefill each request; logits at each request's last token ([1, vocab], or [vocab])."""
 
     def feed(self, pending: dict[int, Feed]) -> dict[int, Logits]:
         """Append tokens to the pending sequences; logits at every fed position ([len, vocab])."""
+
+
+@runtime_checkable
+class SpeculativeStepper(Stepper, Protocol):
+    """A stepper that also verifies draft tokens: prefilled after each request, taken back where wrong."""
+
+    def start_drafted(self, requests: Sequence[Sequence[int]], drafts: Sequence[Sequence[int]]) -> list[Logits]:
+        """As `start`, with each request's draft prefilled after it; its logits follow the request's."""
+
+    def feed_drafted(self, pending: dict[int, Feed], take_back: dict[int, int]) -> dict[int, Logits]:
+        """As `feed`, first taking back (masking out) `take_back[i]` rejected draft tokens of sequence i."""
+
+
+@runtime_checkable
+class CarryingStepper(Stepper, Protocol):
+    """A stepper whose unfinished rows can join another's, so that several batches share forward passes."""
+
+    def absorbable(self) -> bool:
+        """Whether rows can move in or out now (a cache whose columns may be padded)."""
+
+    def keep_rows(self, ids: Sequence[int]) -> None:
+        """Drop every row but `ids`."""
+
+    def absorb(self, other: "CarryingStepper", offset: int) -> None:
+        """Take in `other`'s rows (same model and prefix), their ids shifted by `offset`."""
 
 
 @dataclass
@@ -167,11 +183,11 @@ class _Running:
 
     @classmethod
     def start(cls, stepper: Stepper, codec: LabelCodec, batch: int, requests, drafts) -> tuple["_Running", list]:
-        """Prefill a batch (with its drafts where the stepper speculates); finished results come back at once."""
+        """Prefill a batch (with its drafts where the stepper is a SpeculativeStepper); finished results come back at once."""
         running = cls(stepper)
-        speculate = drafts is not None and stepper.speculates
+        speculate = drafts is not None and isinstance(stepper, SpeculativeStepper)
         draft_ids = [codec.draft_ids(d) for d in drafts] if speculate else [[] for _ in requests]
-        firsts = stepper.start(requests, draft_ids) if speculate else stepper.start(requests)
+        firsts = stepper.start_drafted(requests, draft_ids) if speculate else stepper.start(requests)
         for row, (logits, draft) in enumerate(zip(firsts, draft_ids)):
             first, ahead = _split_first(logits)
             running.sequences[row] = _Sequence(decide(codec, first), list(draft), ahead)
@@ -192,7 +208,9 @@ class _Running:
     def step(self) -> Iterator[tuple[Key, Decoded]]:
         pending, take_back = self.pending, self.take_back
         self.pending, self.take_back = {}, {}
-        outputs = self.stepper.feed(pending, take_back) if self.stepper.speculates else self.stepper.feed(pending)
+        stepper = self.stepper
+        outputs = stepper.feed_drafted(pending, take_back) if isinstance(stepper, SpeculativeStepper) else \
+            stepper.feed(pending)
         yield from self._send(outputs)
 
     def finish(self) -> Iterator[tuple[Key, Decoded]]:
@@ -232,7 +250,7 @@ def decode_batches(
         yield from finished
         if not running.pending:
             continue
-        if not (carry_rows and getattr(running.stepper, "can_absorb", False)):
+        if not (carry_rows and isinstance(running.stepper, CarryingStepper) and running.stepper.absorbable()):
             yield from running.finish()
             continue
         if carry is None:

@@ -21,7 +21,7 @@ from router.prompting import tuned_prompt
 
 
 class UncachedStepper:
-    speculates = False
+    """The plain reference: every step runs the whole sequence again (no cache, no drafts)."""
 
     def __init__(self, forward):
         self.forward = forward  # ids [1, L] -> logits [L, vocab] for the text positions

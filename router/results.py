@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
-STRATEGIES = ("zero-shot", "multi-shot", "tuned")
+Strategy = Literal["zero-shot", "multi-shot", "tuned"]  # how the one frozen model is prompted
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from router.engine import Engine
 from router.modelio import BaseModel, load_base_model
 from router.results import STRATEGIES, Routing
 from router.retrieval import RetrievalUnavailable
-from router.settings import DEFAULT_TUNED, SHIPPED_ARTIFACTS, Settings, project_root
+from router.settings import DEFAULT_TUNED, SHIPPED_ARTIFACTS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ def validate_text(text, max_chars: int, field: str = "text") -> str:
     if len(stripped) > max_chars:
         raise InputError(f"{field} is {len(stripped)} characters; the limit is {max_chars}", field)
     return stripped
-
-
-def default_shots_file(settings: Settings) -> Path:
-    return settings.shots_file or project_root() / "data" / "complaints.jsonl"
 
 
 class RouterService:
@@ -68,7 +64,7 @@ class RouterService:
             return self._engine
 
     def _shots_pool(self) -> list[Example]:
-        path = default_shots_file(self.settings)
+        path = self.settings.resolved_shots_file
         if not path.is_file():
             log.warning("no shots file at %s; multi-shot is unavailable", path)
             return []

@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from router.results import Strategy
+
 EMBEDDED_MODEL = "embedded:smollm2"
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_ARTIFACTS = PACKAGE_DIR / "artifacts"
@@ -73,7 +75,7 @@ class Settings(BaseSettings):
     allow_hub_download: bool = Field(False, description="Allow downloading a base model from a hub (off: offline only).")
 
     # -- routing -----------------------------------------------------------
-    default_strategy: Literal["tuned", "zero-shot", "multi-shot"] = "tuned"
+    default_strategy: Strategy = "tuned"
     shots: int = Field(3, ge=0, le=32, description="Examples in the multi-shot prompt.")
     shots_file: Path | None = Field(None, description="Training file the multi-shot examples come from (default: data/complaints.jsonl).")
     max_input_chars: int = Field(2000, ge=10, le=100_000, description="Longest complaint accepted, in characters.")
@@ -151,6 +153,21 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'triage.db'}"
+
+    # -- data files (the one place their defaults are worked out) ----------------
+    @property
+    def resolved_shots_file(self) -> Path:
+        """The training file: multi-shot examples, precedents, the base of every retrain."""
+        return Path(self.shots_file or project_root() / "data" / "complaints.jsonl")
+
+    @property
+    def resolved_dev_file(self) -> Path:
+        """The development set the retraining gate and `triage rag eval` score on."""
+        return Path(self.dev_file or project_root() / "data" / "dev.jsonl")
+
+    @property
+    def resolved_policies_dir(self) -> Path:
+        return Path(self.policies_dir or project_root() / "data" / "policies")
 
     def describe(self) -> dict[str, Any]:
         return {name: str(value) for name, value in self.model_dump().items()}

@@ -7,7 +7,7 @@ import torch
 
 from router.backends import CausalStepper, PrefixCache
 from router.codec import LabelCodec
-from router.decoding import decode_batch
+from router.decoding import CarryingStepper, SpeculativeStepper, decode_batch
 from router.departments import DEPARTMENTS
 from tests.conftest import make_tiny_base
 
@@ -175,9 +175,19 @@ def test_absorbed_rows_see_exactly_what_they_saw_before(tokenizer):
     feeds = {0: ids(" Service,"), 1: ids(" Warehouse")}
     alone = [stepper(short).feed(feeds), stepper(long).feed({0: ids(" L3,")})]
     carry, other = stepper(short), stepper(long)
-    assert carry.can_absorb
+    assert isinstance(carry, CarryingStepper) and isinstance(carry, SpeculativeStepper) and carry.absorbable()
     carry.absorb(other, offset=10)
     together = carry.feed({**feeds, 10: ids(" L3,")})
     for row in (0, 1):
         torch.testing.assert_close(together[row], alone[0][row], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(together[10], alone[1][0], atol=1e-5, rtol=1e-5)
+
+
+def test_the_stepper_protocols_say_what_each_stepper_can_do():
+    from router.backends import Seq2SeqStepper
+    from router.reference import UncachedStepper
+
+    plain = UncachedStepper(lambda ids: torch.zeros(len(ids), 8))
+    assert not isinstance(plain, SpeculativeStepper) and not isinstance(plain, CarryingStepper)
+    seq2seq = Seq2SeqStepper(None, None, 0)
+    assert not isinstance(seq2seq, SpeculativeStepper) and not isinstance(seq2seq, CarryingStepper)

@@ -171,18 +171,12 @@ def held_out_before(session) -> set[int]:
     return ids
 
 
-def default_base_file(settings) -> Path:
-    from router.service import default_shots_file
-
-    return default_shots_file(settings)
-
-
 def assemble_from_store(settings, session, base_file: Path | None = None) -> tuple[Assembled, list[Example]]:
     """The set the next retrain trains on: the base file (default: the training file) plus the database's
     corrections. Returns it and the base examples (for the drift report)."""
     from router.dataset import load_examples
 
-    path = Path(base_file) if base_file else default_base_file(settings)
+    path = Path(base_file) if base_file else settings.resolved_shots_file
     base = load_examples(path, settings.max_input_chars)
     assembled = assemble(base, path, load_corrections(session), held_out_before=held_out_before(session))
     return assembled, base

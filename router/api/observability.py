@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router.results import Routing
+from router.results import STRATEGIES, Routing
 
 REQUEST_ID = contextvars.ContextVar("request_id", default=None)
 HEADER = b"x-request-id"
@@ -77,7 +77,7 @@ class Metrics:
         self.routings = Counter("triage_routings", "Routings by strategy", ["strategy"], registry=r)
         self.needs_review = Counter("triage_routings_needs_review", "Routings marked needs_review, by strategy",
                                     ["strategy"], registry=r)
-        for strategy in ("zero-shot", "multi-shot", "tuned"):
+        for strategy in STRATEGIES:
             self.routings.labels(strategy), self.needs_review.labels(strategy)
         self.last_version: str | None = None
         r.register(_DatabaseCollector(read_counts, lambda: served_version() or self.last_version))

@@ -10,12 +10,13 @@ import click
 
 from router.cli.common import get_service, get_settings
 from router.dataset import load_examples
+from router.results import STRATEGIES
 
 
 @click.command()
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default="data/dev.jsonl", show_default=True)
 @click.option("--n", "n", type=click.IntRange(1), default=100, show_default=True, help="How many complaints.")
-@click.option("--strategy", "-s", "strategies", multiple=True, type=click.Choice(["tuned", "zero-shot", "multi-shot"]),
+@click.option("--strategy", "-s", "strategies", multiple=True, type=click.Choice(STRATEGIES),
               help="Repeatable; default all three.")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=16, show_default=True)
 @click.option("--rag/--no-rag", default=False, help="Also measure each strategy with RAG.")
@@ -32,7 +33,7 @@ def bench(data_path, n, strategies, batch_size, rag, cold, reference, as_json, o
     examples = load_examples(data_path, settings.max_input_chars)[:n]
     service = get_service()
     log = (lambda msg: click.echo(msg, err=True))
-    result = run_benchmark(service, examples, strategies=list(strategies) or ["zero-shot", "multi-shot", "tuned"],
+    result = run_benchmark(service, examples, strategies=list(strategies) or list(STRATEGIES),
                            batch_size=batch_size, rag=rag, cold=cold, reference=reference, log=log)
     out = Path(out_path) if out_path else settings.data_dir / "bench" / f"{datetime.now():%Y%m%d-%H%M%S}.json"
     dump(result, out)

@@ -10,14 +10,15 @@ import click
 
 from router.cli.common import get_service, get_settings
 from router.dataset import load_examples
-from router.service import default_shots_file
+from router.results import STRATEGIES
+from tuning.baselines import BASELINES
 
 
 @click.command("eval")
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default="data/dev.jsonl", show_default=True,
               help="Labeled file to evaluate on (never one the model or shots came from).")
 @click.option("--strategy", "-s", "strategies", multiple=True,
-              type=click.Choice(["tuned", "zero-shot", "multi-shot", "tfidf", "embedding"]),
+              type=click.Choice([*STRATEGIES, *BASELINES]),
               help="Repeatable; default: all of them.")
 @click.option("--train", "train_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Training file for the baselines (default: the shots file, data/complaints.jsonl).")
@@ -43,7 +44,7 @@ def eval_command(data_path, strategies, train_path, model_paths, shots, rag, pre
     settings = get_settings()
     examples = load_examples(data_path, settings.max_input_chars)[:limit]
     strategies = list(strategies) or list(ALL_STRATEGIES)
-    train = load_examples(train_path or default_shots_file(settings), settings.max_input_chars)
+    train = load_examples(train_path or settings.resolved_shots_file, settings.max_input_chars)
     _refuse_overlap(examples, train, data_path)
     if len(model_paths) > 1:
         return _compare_methods(model_paths, strategies, train, examples, data_path, batch_size, as_json, out_dir, settings)

@@ -106,10 +106,9 @@ def eval_command(file: Path | None, k: int, as_json: bool) -> None:
     from rag.evaluate import retrieval_recall
     from rag.grounding import ChromaGrounder
     from router.dataset import load_examples
-    from router.settings import project_root
 
     settings = get_settings()
-    path = file or project_root() / "data" / "dev.jsonl"
+    path = file or settings.resolved_dev_file
     result = retrieval_recall(ChromaGrounder(settings), load_examples(path, settings.max_input_chars), k)
     if as_json:
         click.echo(json.dumps(result, indent=1, ensure_ascii=False))

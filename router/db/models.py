@@ -15,8 +15,8 @@ from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
 from router.departments import DEPARTMENTS
+from router.results import Strategy
 
-Strategy = Literal["tuned", "zero-shot", "multi-shot"]
 Role = Literal["integration", "agent", "supervisor"]
 ModelStatus = Literal["candidate", "active", "retired"]
 ROLES: tuple[str, ...] = ("integration", "agent", "supervisor")

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from router import store
 from router.dataset import load_examples
-from router.settings import DEFAULT_TUNED, Settings, project_root
+from router.settings import DEFAULT_TUNED, Settings
 from tuning.assemble import assemble_from_store, write_training_files
 from tuning.jobs import store as jobs
 from tuning.jobs.paths import JobPaths
@@ -30,10 +30,6 @@ log = logging.getLogger(__name__)
 
 class JobError(RuntimeError):
     """A job that cannot go on (no training data, a version name already taken, ...)."""
-
-
-def dev_file(settings: Settings) -> Path:
-    return settings.dev_file or project_root() / "data" / "dev.jsonl"
 
 
 def active_artifact(settings: Settings, session: Session) -> Path | None:
@@ -101,7 +97,7 @@ class _Run:
         update_metadata(staging, training_data=meta_training)
         self.check_stop()
         self.phase("evaluating", eta_s=None)
-        dev_path = dev_file(settings)
+        dev_path = settings.resolved_dev_file
         eval_sets = {"dev": load_examples(dev_path, settings.max_input_chars) if dev_path.is_file() else [],
                      "holdout": assembled.holdout, "corrections": assembled.new_examples}
         decision = run_gate(base, staging, compare_with, eval_sets, margin=settings.promote_margin,
