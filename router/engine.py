@@ -155,19 +155,6 @@ class Engine:
                 rows[i] = (prepared, *row)
         return self._route_planned("tuned", rows, batch_size)
 
-    def route_batch(
-        self,
-        texts: Sequence[str],
-        strategy: str = "tuned",
-        *,
-        shots: int = 3,
-        tuned: TunedModel | None = None,
-        contexts: Sequence[str] | None = None,
-    ) -> list[Routing]:
-        """Route texts together in one batch, in the given order."""
-        prepared, rows = self._requests(strategy, shots, tuned, texts, contexts)
-        return self._route(strategy, [[(prepared, *row) for row in rows]])[0]
-
     def _requests(self, strategy: str, shots: int, tuned: TunedModel | None, texts: Sequence[str],
                   contexts: Sequence[str] | None) -> tuple[_Prepared, list[tuple[str, list[int], str]]]:
         """The prepared prompt, and per text (text, its token ids after the prefix, context): the prompt is the

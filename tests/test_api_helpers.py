@@ -67,3 +67,16 @@ def tiny_artifact(tmp_path_factory, tokenizer):
     train.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in TINY_TRAIN))
     path, _ = tune_tiny(make_tiny_base(tokenizer), train, root / "tiny-prompt")
     return path
+
+
+def keyed_data_dir(data, *keys: tuple[str, str]) -> dict[str, str]:
+    """A data directory whose SQLite database is migrated and holds API keys (name, role); returns their secrets,
+    for a real `triage serve` started on it."""
+    from router.db import make_engine
+
+    engine = make_engine(f"sqlite:///{data / 'triage.db'}")
+    upgrade(engine)
+    with Session(engine) as s:
+        secrets = {name: create_key(s, name, role)[1] for name, role in keys}
+    engine.dispose()
+    return secrets

@@ -91,15 +91,10 @@ def test_request_ids_are_echoed_or_made_and_logged_as_json(api):
 
 def test_a_served_triage_logs_each_request_as_one_json_line(tmp_path, tiny_env):
     from scripts.loadbench import free_port, start_server, stop_server, wait_ready
-    from router.db import make_engine, upgrade
-    from router.security import create_key
+    from test_api_helpers import keyed_data_dir
 
     data = tmp_path / "server-data"
-    engine = make_engine(f"sqlite:///{data / 'triage.db'}")
-    upgrade(engine)
-    with Session(engine) as s:
-        key = create_key(s, "ops", "integration")[1]
-    engine.dispose()
+    key = keyed_data_dir(data, ("ops", "integration"))["ops"]
     port, log = free_port(), tmp_path / "server.log"
     env = {**os.environ, **tiny_env, "TRIAGE_DATA_DIR": str(data), "TRIAGE_TORCH_THREADS": "1"}
     proc = start_server(env, port, log_path=log)

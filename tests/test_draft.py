@@ -39,8 +39,8 @@ def test_routing_with_the_draft_equals_routing_without(tiny_base, tiny_train_fil
 
     pool = load_examples(tiny_train_file)
     soft = load_tuned_model(tiny_artifact, tiny_base)
-    plain = Engine(tiny_base, pool).route_batch(TEXTS, strategy, tuned=soft)
-    drafted = Engine(tiny_base, pool, draft=load_or_fit_draft(pool, tmp_path)).route_batch(TEXTS, strategy, tuned=soft)
+    plain = Engine(tiny_base, pool).route_many(TEXTS, strategy, tuned=soft, batch_size=len(TEXTS))
+    drafted = Engine(tiny_base, pool, draft=load_or_fit_draft(pool, tmp_path)).route_many(TEXTS, strategy, tuned=soft, batch_size=len(TEXTS))
     assert [r.departments for r in drafted] == [r.departments for r in plain]
     for a, b in zip(drafted, plain):
         assert a.input_tokens == b.input_tokens and a.generated_tokens == b.generated_tokens
@@ -55,12 +55,12 @@ def test_caching_the_prompts_fixed_start_changes_no_answer(tiny_base, tiny_train
     pool = load_examples(tiny_train_file)
     soft = load_tuned_model(tiny_artifact, tiny_base)
     cached = Engine(tiny_base, pool)
-    routed = cached.route_batch(TEXTS, strategy, tuned=soft)
+    routed = cached.route_many(TEXTS, strategy, tuned=soft, batch_size=len(TEXTS))
     prepared = soft.prepared if strategy == "tuned" else cached._prepared  # a tuned model keeps its own
     assert any(p.with_head is not None for p in prepared.values()), "the fixed start is cached"
     monkeypatch.setattr(Engine, "_cache_head", lambda self, prepared: None)
     fresh = load_tuned_model(tiny_artifact, tiny_base)  # nothing prepared yet
-    plain = Engine(tiny_base, pool).route_batch(TEXTS, strategy, tuned=fresh)
+    plain = Engine(tiny_base, pool).route_many(TEXTS, strategy, tuned=fresh, batch_size=len(TEXTS))
     assert [r.departments for r in routed] == [r.departments for r in plain]
     for a, b in zip(routed, plain):
         assert a.input_tokens == b.input_tokens, "the cached start still counts as input"

@@ -10,11 +10,9 @@ import sys
 from pathlib import Path
 
 import httpx
-from sqlmodel import Session
 
 from scripts.loadbench import free_port, start_server, stop_server, wait_ready
-from router.db import make_engine, upgrade
-from router.security import create_key
+from test_api_helpers import keyed_data_dir
 
 COMPLAINTS = ["Where are the 2 extra sets of sheets that are supposed to come with my order?",
               "The agent was rude and hung up on me.", "My toaster is dead out of the box."]
@@ -31,12 +29,8 @@ def generate(spec: Path, out: Path) -> None:
 
 def test_the_ticket_lifecycle_through_a_generated_client(tmp_path, tiny_env):
     data = tmp_path / "server-data"
-    engine = make_engine(f"sqlite:///{data / 'triage.db'}")
-    upgrade(engine)
-    with Session(engine) as s:
-        intake_key = create_key(s, "crm", "integration")[1]
-        supervisor_key = create_key(s, "lead", "supervisor")[1]
-    engine.dispose()
+    keys = keyed_data_dir(data, ("crm", "integration"), ("lead", "supervisor"))
+    intake_key, supervisor_key = keys["crm"], keys["lead"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, **tiny_env, "TRIAGE_DATA_DIR": str(data), "TRIAGE_TORCH_THREADS": "1"}

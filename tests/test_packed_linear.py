@@ -56,7 +56,7 @@ def test_lora_artifact_serves_packed_with_the_same_answers_and_leaves_the_base_a
 
     plain = dataclasses.replace(soft, model=merged_lora_model(base, artifact))  # the same merge, unpacked
     engine = Engine(base)
-    got = engine.route_batch(TEXTS, "tuned", tuned=soft)
-    want = engine.route_batch(TEXTS, "tuned", tuned=plain)
+    got = engine.route_many(TEXTS, "tuned", tuned=soft, batch_size=len(TEXTS))
+    want = engine.route_many(TEXTS, "tuned", tuned=plain, batch_size=len(TEXTS))
     assert [(r.departments, r.confidence) for r in got] == [(r.departments, r.confidence) for r in want]
     assert load_tuned_model(artifact, base).model is not soft.model, "the base can be merged into again"

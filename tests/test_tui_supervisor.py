@@ -123,6 +123,14 @@ async def wait_until(pilot, condition, timeout: float = 180.0) -> None:
         await pilot.pause(0.2)
 
 
+async def open_retrain(app, pilot) -> tuple[RetrainPane, object]:
+    """The supervisor's Retrain tab: the pane and its parameter form."""
+    await settle(pilot)
+    await pilot.press("t")
+    pane = app.screen.query_one(RetrainPane)
+    return pane, pane.query_one("#tuning-form")
+
+
 async def test_console_retrain_runs_a_job_shows_its_loss_live_and_the_gate(job_console):
     settings, service, store = job_console
     complaint = "The lamp came without its shade and the manual."
@@ -130,10 +138,7 @@ async def test_console_retrain_runs_a_job_shows_its_loss_live_and_the_gate(job_c
     store.record_correction(ticket_id, ["Packaging"], "shade and manual missing")
     app = create_app(settings, service, store, supervisor=True, supervisor_key=new_key(store, "boss", "supervisor"))
     async with app.run_test(size=(120, 34)) as pilot:
-        await settle(pilot)
-        await pilot.press("t")
-        pane = app.screen.query_one(RetrainPane)
-        form = pane.query_one("#tuning-form")
+        pane, form = await open_retrain(app, pilot)
         form.set_value("epochs", "99")
         await pilot.press("ctrl+s")
         errors = str(pane.query_one("#retrain-errors").render())
@@ -170,10 +175,7 @@ async def test_stopping_a_console_retrain_cancels_the_job_and_registers_nothing(
     settings, service, store = job_console
     app = create_app(settings, service, store, supervisor=True, supervisor_key=new_key(store, "boss", "supervisor"))
     async with app.run_test(size=(120, 34)) as pilot:
-        await settle(pilot)
-        await pilot.press("t")
-        pane = app.screen.query_one(RetrainPane)
-        form = pane.query_one("#tuning-form")
+        pane, form = await open_retrain(app, pilot)
         for name, value in {"method": "prompt", "learning_rate": 0.3, "epochs": 50, "batch_size": 1,
                             "num_virtual_tokens": 4, "val_fraction": 0.0, "early_stopping_patience": 0}.items():
             form.set_value(name, value)

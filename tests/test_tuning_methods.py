@@ -32,11 +32,11 @@ def _tune(tiny_base, tiny_train_file, tmp_path, method):
 def test_method_trains_serves_and_matches_uncached_peft(tiny_base, tiny_train_file, tmp_path, method):
     before = {k: v.clone() for k, v in tiny_base.model.state_dict().items()}
     engine = Engine(tiny_base)
-    zero_before = [r.departments for r in engine.route_batch(TEXTS, "zero-shot")]
+    zero_before = [r.departments for r in engine.route_many(TEXTS, "zero-shot", batch_size=len(TEXTS))]
     artifact, result = _tune(tiny_base, tiny_train_file, tmp_path, method)
     assert result.epoch_losses[-1] < result.epoch_losses[0], "loss goes down"
     soft = load_tuned_model(artifact, tiny_base)
-    fast = engine.route_batch(TEXTS, "tuned", tuned=soft)
+    fast = engine.route_many(TEXTS, "tuned", tuned=soft, batch_size=len(TEXTS))
     slow = route_uncached(tiny_base, load_reference(tiny_base, artifact), TEXTS)
     assert [r.departments for r in fast] == [d.departments for d in slow]
     for f, s in zip(fast, slow):
@@ -45,7 +45,7 @@ def test_method_trains_serves_and_matches_uncached_peft(tiny_base, tiny_train_fi
     after = tiny_base.model.state_dict()
     assert set(after) == set(before), "no adapter layers left in the shared base model"
     assert all(torch.equal(before[k], after[k]) for k in before), "the base model's weights never change"
-    assert [r.departments for r in Engine(tiny_base).route_batch(TEXTS, "zero-shot")] == zero_before
+    assert [r.departments for r in Engine(tiny_base).route_many(TEXTS, "zero-shot", batch_size=len(TEXTS))] == zero_before
 
 
 def test_lora_learning_rate_range_differs_from_prompt_tuning():
@@ -65,7 +65,7 @@ def test_plain_peft_generate_gives_the_fast_path_answer(tiny_base, tiny_train_fi
     from router.reference import generate_reference
 
     artifact, _ = _tune(tiny_base, tiny_train_file, tmp_path, method)
-    fast = Engine(tiny_base).route_batch(TEXTS, "tuned", tuned=load_tuned_model(artifact, tiny_base))
+    fast = Engine(tiny_base).route_many(TEXTS, "tuned", tuned=load_tuned_model(artifact, tiny_base), batch_size=len(TEXTS))
     reference = generate_reference(tiny_base, load_reference(tiny_base, artifact), TEXTS)
     assert [r.departments for r in fast] == [names for names, _ in reference]
 

@@ -59,17 +59,17 @@ class ModelRegistry:
 
     def promote(self, version: str, *, who: str) -> ModelVersion:
         """Make `version` active and serve it; nothing changes when its artifact cannot be loaded."""
-        with self._lock, self._session() as s:
-            loaded = self._load(store.get_model_version(s, version))
-            row = store.promote(s, version, who=who)
-            self._serve(row, loaded)
-            return row
+        return self._change(lambda s: store.get_model_version(s, version), lambda s: store.promote(s, version, who=who))
 
     def rollback(self, version: str, *, who: str) -> ModelVersion:
         """Retire the active `version`, re-activate the one before it and serve that; returns it."""
+        return self._change(lambda s: store.rollback_target(s, version), lambda s: store.rollback(s, version, who=who))
+
+    def _change(self, target, commit) -> ModelVersion:
+        """Load the version `target(session)` names, `commit(session)` the change, then serve what it made active."""
         with self._lock, self._session() as s:
-            loaded = self._load(store.rollback_target(s, version))
-            row = store.rollback(s, version, who=who)
+            loaded = self._load(target(s))
+            row = commit(s)
             self._serve(row, loaded)
             return row
 
