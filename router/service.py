@@ -11,6 +11,7 @@ from router.artifact import TunedModel, load_tuned_model
 from router.dataset import Example, load_examples
 from router.draft import load_or_fit_draft
 from router.engine import Engine
+from router.memory import release_freed_memory
 from router.modelio import BaseModel, load_base_model
 from router.results import STRATEGIES, Routing
 from router.retrieval import RetrievalUnavailable
@@ -90,6 +91,7 @@ class RouterService:
         new = loaded if loaded is not None else self.load_tuned(path)
         with self._lock:
             self._tuned_path, self._tuned_model = Path(path), new
+        release_freed_memory()  # the previous model's weights (a merged copy for LoRA) go back to the OS
         return new
 
     def serve_later(self, path: Path) -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 import click
 
 from router.cli.common import get_settings
-from router.service import RouterService
 from router.dataset import load_examples
-from tuning.config import DEFAULT_LR, field_default as _default
+from tuning.config import DEFAULT_LR, LR_RANGES, field_default as _default
 
 
 def _progress_printer(stream):
@@ -57,8 +56,9 @@ def _progress_printer(stream):
 @click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
 @click.option("--batch-size", type=int, default=None, help=f"1-16 (default {_default('batch_size')}).")
 @click.option("--epochs", type=int, default=None, help=f"1-50 (default {_default('epochs')}; watsonx prompt tuning: 20).")
-@click.option("--learning-rate", type=float, default=None, help=f"prompt/prefix: 0.01-0.5 (default {DEFAULT_LR['prompt']}/{DEFAULT_LR['prefix']}); "
-              f"lora: 0.00001-0.01 (default {DEFAULT_LR['lora']}).")
+@click.option("--learning-rate", type=float, default=None,
+              help="Per method (range, default): " + ", ".join(f"{m} {lo:g}-{hi:g} ({DEFAULT_LR[m]:g})"
+                                                             for m, (lo, hi) in LR_RANGES.items()) + ".")
 @click.option("--accumulation-steps", type=int, default=None, help=f"1-128 (default {_default('accumulation_steps')}; watsonx: 16).")
 @click.option("--lora-rank", type=int, default=None, help=f"LoRA rank (1-128, default {_default('lora_rank')}).")
 @click.option("--lora-alpha", type=int, default=None, help=f"LoRA alpha (default {_default('lora_alpha')}).")
@@ -79,10 +79,9 @@ def tune(data_path, out_path, dev_path, version, **params):
     """
     from pydantic import ValidationError
 
-    from tuning.artifacts import build_metadata, save_artifact, update_metadata
-    from tuning.config import TuningConfig, describe_error, describe_method, loss_unit
-    from tuning.plots import loss_png, loss_terminal
-    from tuning.train import train
+    from tuning.config import TuningConfig, describe_error, describe_method
+    from tuning.plots import loss_terminal
+    from tuning.tune_run import training_service, tune_artifact
 
     given = {k: v for k, v in params.items() if v is not None}
     try:
@@ -91,24 +90,16 @@ def tune(data_path, out_path, dev_path, version, **params):
         raise click.BadParameter(describe_error(exc), param_hint="tuning parameters") from None
     settings = get_settings()
     examples = load_examples(data_path, settings.max_input_chars)
-    # Train on full-precision weights whatever the serving precision (bf16 autocast is a tuning parameter).
-    service = RouterService(settings.model_copy(update={"precision": "fp32"}))
-    base = service.engine.base
-    out = Path(out_path)
+    dev = load_examples(dev_path, settings.max_input_chars) if dev_path else []
+    service = training_service(settings)
     click.echo(f"tuning {describe_method(config)} on {len(examples)} examples "
-               f"from {data_path}; base model {base.model_id}", err=True)
-    result = train(base, examples, config, on_progress=_progress_printer(sys.stderr))
-    metadata = build_metadata(base, config, result, Path(data_path), version or out.name)
-    save_artifact(result, metadata, out)
-    loss_png(result.epoch_losses, result.val_losses, out / "loss.png", f"{config.method} tuning loss", loss_unit(config))
+               f"from {data_path}; base model {service.engine.base.model_id}", err=True)
+    run = tune_artifact(service, examples, config, Path(data_path), Path(out_path), version=version, dev=dev,
+                        dev_path=dev_path, on_progress=_progress_printer(sys.stderr))
+    result = run.result
     click.echo(loss_terminal(result.epoch_losses, result.val_losses), err=True)
     click.echo(f"best epoch {result.best_epoch}; {result.seconds:.0f}s ({result.seconds_per_epoch:.0f}s/epoch)", err=True)
-    if dev_path:
-        from tuning.evaluate import evaluate_lm
-
-        service.use_tuned(out)
-        report = evaluate_lm(service, "tuned", load_examples(dev_path, settings.max_input_chars), batch_size=16)
-        summary = {k: v for k, v in report.to_json().items() if k != "per_department"}
-        update_metadata(out, dev_metrics={"data": str(dev_path), "precision": "fp32", **report.to_json()})
-        click.echo(json.dumps(summary), err=True)
-    click.echo(str(out))
+    if run.dev_metrics is not None:
+        click.echo(json.dumps({k: v for k, v in run.dev_metrics.items() if k not in ("per_department", "data",
+                                                                               "precision")}), err=True)
+    click.echo(str(run.out))

@@ -1,0 +1,46 @@
+"""A whole `triage tune` run: train on a labeled file, save the artifact (metadata, model card, loss plot),
+and evaluate it on a held-out file when one is given. The CLI parses options and prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from router.dataset import Example
+from router.service import RouterService
+from router.settings import Settings
+from tuning.artifacts import build_metadata, save_artifact, update_metadata
+from tuning.config import TuningConfig, loss_unit
+from tuning.evaluate import evaluate_lm
+from tuning.plots import loss_png
+from tuning.train import TrainResult, train
+
+
+@dataclass
+class TuneRun:
+    out: Path
+    result: TrainResult
+    dev_metrics: dict | None = None  # the held-out evaluation, when a dev file was given
+
+
+def training_service(settings: Settings) -> RouterService:
+    """A routing service on full-precision weights, whatever the serving precision (bf16 autocast is a tuning
+    parameter), to train on and to evaluate the result with."""
+    return RouterService(settings.model_copy(update={"precision": "fp32"}))
+
+
+def tune_artifact(service: RouterService, examples: Sequence[Example], config: TuningConfig, data_path: Path,
+                  out: Path, *, version: str | None = None, dev: Sequence[Example] = (), dev_path: Path | None = None,
+                  on_progress: Callable | None = None) -> TuneRun:
+    base = service.engine.base
+    result = train(base, examples, config, on_progress=on_progress)
+    save_artifact(result, build_metadata(base, config, result, Path(data_path), version or out.name), out)
+    loss_png(result.epoch_losses, result.val_losses, out / "loss.png", f"{config.method} tuning loss", loss_unit(config))
+    run = TuneRun(out, result)
+    if dev:
+        service.use_tuned(out)
+        report = evaluate_lm(service, "tuned", list(dev), batch_size=16)
+        run.dev_metrics = {"data": str(dev_path), "precision": "fp32", **report.to_json()}
+        update_metadata(out, dev_metrics=run.dev_metrics)
+    return run
