@@ -26,6 +26,7 @@ from router.application.scheduler import RequestScheduler
 from router.application.stats import stored_counts
 from router.db import engine_for, sqlite_file
 from router.db.models import CorrectionPublic, TicketCreate, TicketPublic, TicketsPublic
+from router.memory import release_freed_memory
 from router.results import STRATEGIES, Routing
 from router.service import RouterService
 from router.settings import Settings
@@ -128,6 +129,8 @@ class Application:
         except Exception as exc:  # noqa: BLE001 - see the docstring
             log.warning("the tuned strategy is unavailable: %s", exc)
             return str(exc) or type(exc).__name__
+        finally:
+            release_freed_memory()  # what loading freed (dequantized copies, merge buffers) goes back to the OS
         return None
 
     def close(self) -> None:
