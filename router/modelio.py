@@ -166,8 +166,11 @@ def _load_embedded(settings: Settings) -> BaseModel:
     fingerprint = _hash_file(gguf, settings.cache_dir)
     converted = settings.cache_dir / "models" / f"smollm2-{fingerprint[:16]}"
     from_cache = (converted / "model.safetensors").is_file()
+    # Straight into the serving dtype: a bf16 server never holds an fp32 copy (~540 MB less at its peak);
+    # apply_precision then finds it converted (the same rounding as converting after the load).
+    dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
     if from_cache:
-        model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(converted, local_files_only=True)
     else:
         log.warning("first start: dequantizing %s and caching it under %s (about 20 s, once)", gguf.name, converted)
@@ -179,7 +182,8 @@ def _load_embedded(settings: Settings) -> BaseModel:
             _save_converted(model, tokenizer, converted)
             # Serve the cached copy from the first start on, so first and later starts run the same model
             # (the GGUF-loaded one is flagged quantized and refuses dtype changes and copies for LoRA).
-            model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, local_files_only=True)
+            del model
+            model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype, local_files_only=True)
         except OSError as exc:  # a read-only cache must not stop routing
             log.warning("could not cache converted weights in %s: %s", converted, exc)
             model.hf_quantizer, model.is_quantized = None, False

@@ -159,7 +159,7 @@ def test_served_prompt_equals_the_trained_one_and_the_plain_reference(tokenizer,
     for i, (k, v) in enumerate(soft.prefix.layers):
         assert torch.allclose(k, learned[i][0], atol=1e-6) and torch.allclose(v, learned[i][1], atol=1e-6)
     fast = Engine(base).route_many(TEXTS, "tuned", tuned=soft, batch_size=4)
-    alone = [Engine(base).route_batch([t], "tuned", tuned=soft)[0] for t in TEXTS]
+    alone = [Engine(base).route_many([t], "tuned", tuned=soft, batch_size=1)[0] for t in TEXTS]
     slow = route_uncached(base, load_reference(base, artifact), TEXTS)
     assert [r.departments for r in fast] == [d.departments for d in slow] == [r.departments for r in alone]
     for f, s in zip(fast, slow):

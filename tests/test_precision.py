@@ -78,7 +78,7 @@ def _served_base(tokenizer, precision):
 @pytest.mark.parametrize("method", ["prompt", "prefix", "lora"])
 def test_reduced_precision_serves_every_method(tokenizer, tiny_base, tiny_train_file, tmp_path, precision, method):
     artifact, _ = _tune(tiny_base, tiny_train_file, tmp_path, method)
-    fp32 = Engine(tiny_base).route_batch(TEXTS, "tuned", tuned=load_tuned_model(artifact, tiny_base))
+    fp32 = Engine(tiny_base).route_many(TEXTS, "tuned", tuned=load_tuned_model(artifact, tiny_base), batch_size=len(TEXTS))
     base = _served_base(tokenizer, precision)
     soft = load_tuned_model(artifact, base)
     if method == "lora":
@@ -88,8 +88,8 @@ def test_reduced_precision_serves_every_method(tokenizer, tiny_base, tiny_train_
         else:
             assert type(linear).__module__.startswith("torch.ao.nn.quantized"), "the merged LoRA model is int8"
     engine = Engine(base)
-    reduced = engine.route_batch(TEXTS, "tuned", tuned=soft)
-    singles = [engine.route_batch([t], "tuned", tuned=soft)[0] for t in TEXTS]
+    reduced = engine.route_many(TEXTS, "tuned", tuned=soft, batch_size=len(TEXTS))
+    singles = [engine.route_many([t], "tuned", tuned=soft, batch_size=1)[0] for t in TEXTS]
     for r in reduced:
         assert r.departments and r.departments == [d for d in DEPARTMENTS if d in r.departments]
     if precision == "bf16":  # dynamic int8 scales activations per batch, so only bf16 promises batch == single
@@ -98,7 +98,7 @@ def test_reduced_precision_serves_every_method(tokenizer, tiny_base, tiny_train_
         for name in DEPARTMENTS:
             assert a.confidence[name] == pytest.approx(b.confidence[name], abs=0.08)
     for strategy in ("zero-shot", "multi-shot"):
-        assert all(r.departments for r in engine.route_batch(TEXTS, strategy, shots=0))
+        assert all(r.departments for r in engine.route_many(TEXTS, strategy, shots=0, batch_size=len(TEXTS)))
 
 
 def test_route_many_keeps_input_order_across_length_sorted_batches(tiny_service):

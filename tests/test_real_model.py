@@ -83,7 +83,7 @@ def test_fast_path_matches_uncached_peft_forward(real_base):
     from router.reference import load_reference, route_uncached
 
     texts = [t for t, _ in REFERENCES] + ["my fridge is loud", "coupon didnt work and the agent was rude"]
-    fast = Engine(real_base).route_batch(texts, "tuned", tuned=load_tuned_model(DEFAULT_TUNED, real_base))
+    fast = Engine(real_base).route_many(texts, "tuned", tuned=load_tuned_model(DEFAULT_TUNED, real_base), batch_size=len(texts))
     slow = route_uncached(real_base, load_reference(real_base, DEFAULT_TUNED), texts)
     assert [r.departments for r in fast] == [d.departments for d in slow]
     for f, s in zip(fast, slow):
@@ -117,7 +117,7 @@ def test_short_real_tuning_run_lowers_loss_and_round_trips(real_base, tmp_path):
     for (k1, v1, *_), (k2, v2) in zip(saved_prefix, loaded.prefix.layers):
         assert torch.allclose(k1, k2) and torch.allclose(v1, v2)
     text = examples[0].input
-    routed = Engine(real_base).route_batch([text], "tuned", tuned=loaded)[0]
+    routed = Engine(real_base).route_many([text], "tuned", tuned=loaded, batch_size=1)[0]
     assert routed.departments and routed.model_version == "t"
 
 
