@@ -16,6 +16,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from router.decoding import Feed, Logits
+from router.devices import device_of
 from router.prefixes import PrefixCache, RowPrefixes, _pad_columns  # noqa: F401  (PrefixCache: callers import it here)
 
 
@@ -49,14 +50,14 @@ def split_lm_head(model) -> tuple[torch.nn.Module, torch.nn.Module] | None:
 def text_prefix_cache(model, ids: Sequence[int]) -> PrefixCache:
     if not ids:
         return PrefixCache.empty()
-    out = model(input_ids=torch.tensor([list(ids)]), use_cache=True)
+    out = model(input_ids=torch.tensor([list(ids)], device=device_of(model)), use_cache=True)
     return PrefixCache.from_cache(out.past_key_values)
 
 
 @torch.no_grad()
 def embeds_prefix_cache(model, embeds: torch.Tensor) -> PrefixCache:
     """Keys/values of a soft prompt given as input embeddings [n_virtual, hidden]."""
-    embeds = embeds.to(model.dtype)
+    embeds = embeds.to(device_of(model), model.dtype)
     out = model(inputs_embeds=embeds[None], use_cache=True)
     return PrefixCache.from_cache(out.past_key_values)
 
@@ -66,11 +67,11 @@ def extend_prefix(model, prefix: PrefixCache, ids: Sequence[int]) -> PrefixCache
     """`prefix` followed by the tokens `ids`: their keys/values computed on top of the cached prefix."""
     if not ids:
         return prefix
-    start, count = prefix.length, len(ids)
+    start, count, device = prefix.length, len(ids), device_of(model)
     out = model(
-        input_ids=torch.tensor([list(ids)]),
-        attention_mask=torch.ones((1, start + count), dtype=torch.long),
-        position_ids=torch.arange(start, start + count)[None],
+        input_ids=torch.tensor([list(ids)], device=device),
+        attention_mask=torch.ones((1, start + count), dtype=torch.long, device=device),
+        position_ids=torch.arange(start, start + count, device=device)[None],
         past_key_values=prefix.expand(1, _float_dtype(model)),
         use_cache=True,
     )
@@ -95,6 +96,7 @@ class CausalStepper:
     def __init__(self, model, prefix: "PrefixCache | RowPrefixes", pad_id: int, *, full_logits: bool = False,
                  allowed: Sequence[int] | None = None):
         self.model, self.prefix, self.pad_id = model, prefix, pad_id
+        self.device = device_of(model)  # every tensor fed to the model is made there
         self.split = None if full_logits else split_lm_head(model)
         self.head_rows = self._head_rows(allowed) if self.split is not None and allowed else None
         self.cache = None
@@ -108,7 +110,7 @@ class CausalStepper:
         weight, bias = getattr(head, "weight", None), getattr(head, "bias", None)
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             return None  # e.g. a quantized head: keep the full product
-        index = torch.tensor(sorted(set(allowed)), dtype=torch.long)
+        index = torch.tensor(sorted(set(allowed)), dtype=torch.long, device=weight.device)
         return index, weight[index], (bias[index] if isinstance(bias, torch.Tensor) else None), weight.shape[0]
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -116,13 +118,14 @@ class CausalStepper:
             return self.split[1](hidden)
         index, weight, bias, vocab = self.head_rows
         part = torch.nn.functional.linear(hidden, weight, bias)
-        full = torch.full((hidden.shape[0], vocab), float("-inf"), dtype=part.dtype)
+        full = torch.full((hidden.shape[0], vocab), float("-inf"), dtype=part.dtype, device=part.device)
         full[:, index] = part
         return full
 
     def _forward(self, rows: list[list[int]], lengths: list[int], reads: list[list[int]]) -> list[torch.Tensor]:
         """Feed `rows` (padded); logits [len(reads[i]), vocab] at positions `reads[i]` of each row."""
         width = max(len(r) for r in rows)
+        # built on the CPU (many small writes) and moved to the model's device in one copy each
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         new_mask = torch.zeros((len(rows), width), dtype=torch.long)
         positions = torch.zeros((len(rows), width), dtype=torch.long)
@@ -132,6 +135,7 @@ class CausalStepper:
             new_mask[i, : lengths[i]] = 1
             positions[i] = self.next_pos[i] + torch.arange(width)
             self.columns[i].extend(range(first_column, first_column + lengths[i]))
+        ids, new_mask, positions = (t.to(self.device) for t in (ids, new_mask, positions))
         self.mask = new_mask if self.mask is None else torch.cat([self.mask, new_mask], dim=1)
         inputs = dict(input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache,
                       use_cache=True)
@@ -144,8 +148,8 @@ class CausalStepper:
         body = self.split[0]
         out = body(**inputs)
         self.cache = out.past_key_values
-        rows_idx = torch.tensor([i for i, r in enumerate(reads) for _ in r], dtype=torch.long)
-        cols_idx = torch.tensor([p for r in reads for p in r], dtype=torch.long)
+        rows_idx = torch.tensor([i for i, r in enumerate(reads) for _ in r], dtype=torch.long, device=self.device)
+        cols_idx = torch.tensor([p for r in reads for p in r], dtype=torch.long, device=self.device)
         logits = self._logits(out.last_hidden_state[rows_idx, cols_idx])
         # each sequence gets its own storage: one waiting in a carry batch must not keep its whole batch's logits
         return [part.clone() for part in torch.split(logits, [len(r) for r in reads])]
@@ -156,7 +160,7 @@ class CausalStepper:
         batch = len(requests)
         drafts = drafts or [[] for _ in requests]
         self.cache = self.prefix.expand(batch, _float_dtype(self.model))
-        self.mask = self.prefix.columns(batch)
+        self.mask = self.prefix.columns(batch, self.device)
         self.next_pos = self.prefix.starts(batch)
         self.columns = [[] for _ in range(batch)]
         self.ids = list(range(batch))
@@ -169,7 +173,7 @@ class CausalStepper:
         if keep == self.ids:
             return
         rows = [self.ids.index(i) for i in keep]
-        index = torch.tensor(rows, dtype=torch.long)
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
         self.cache.batch_select_indices(index)
         self.mask = self.mask[index]
         self.next_pos = [self.next_pos[r] for r in rows]
@@ -230,6 +234,7 @@ class Seq2SeqStepper:
 
     def __init__(self, model, soft_prompt: torch.Tensor | None, pad_id: int):
         self.model, self.soft_prompt, self.pad_id = model, soft_prompt, pad_id
+        self.device = device_of(model)
         self.states: list[dict] = []
 
     @torch.no_grad()
@@ -240,11 +245,12 @@ class Seq2SeqStepper:
         for i, row in enumerate(requests):
             ids[i, : len(row)] = torch.tensor(list(row))
             mask[i, : len(row)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
         embeds = self.model.get_input_embeddings()(ids)
         if self.soft_prompt is not None:
-            soft = self.soft_prompt.to(embeds.dtype)[None].expand(len(requests), -1, -1)
+            soft = self.soft_prompt.to(embeds.device, embeds.dtype)[None].expand(len(requests), -1, -1)
             embeds = torch.cat([soft, embeds], dim=1)
-            mask = torch.cat([torch.ones(len(requests), soft.shape[1], dtype=torch.long), mask], dim=1)
+            mask = torch.cat([torch.ones(len(requests), soft.shape[1], dtype=torch.long, device=self.device), mask], dim=1)
         encoded = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
         start_id = self.model.config.decoder_start_token_id
         self.states, firsts = [], []
@@ -258,7 +264,7 @@ class Seq2SeqStepper:
         out = self.model(
             encoder_outputs=(state["enc"],),
             attention_mask=state["mask"],
-            decoder_input_ids=torch.tensor([tokens]),
+            decoder_input_ids=torch.tensor([tokens], device=self.device),
             past_key_values=state["cache"],
             use_cache=True,
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from router import atomic
+from router.devices import DeviceError, resolve_device
 from router.settings import EMBEDDED_MODEL, Settings
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,11 @@ ONEDNN_KERNEL_CACHE = "64"
 
 
 def load_base_model(settings: Settings) -> BaseModel:
-    """The frozen base model named by the settings, in eval mode with no gradients."""
+    """The frozen base model named by the settings, in eval mode with no gradients, on TRIAGE_DEVICE."""
+    try:
+        device = resolve_device(settings.device, settings.precision)  # before the slow load: a wrong setting fails fast
+    except DeviceError as exc:
+        raise ModelLoadError(str(exc)) from None
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_KERNEL_CACHE)
     set_threads(settings.torch_threads)
     from transformers.utils import logging as hf_logging
@@ -251,6 +256,8 @@ def load_base_model(settings: Settings) -> BaseModel:
     base.model.requires_grad_(False)
     base.model = apply_precision(base.model, settings.precision)
     base.precision = settings.precision
+    if device.type != "cpu":  # on a CPU the model stays where transformers loaded it
+        base.model = base.model.to(device)
     tok = base.tokenizer
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

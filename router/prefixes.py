@@ -39,9 +39,9 @@ class PrefixCache:
 
         return DynamicCache([(grow(k), grow(v)) for k, v in self.layers])
 
-    def columns(self, batch: int) -> torch.Tensor | None:
+    def columns(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor | None:
         """Attention mask [batch, length] over the prefix's columns (None when there is no prefix)."""
-        return torch.ones((batch, self.length), dtype=torch.long) if self.length else None
+        return torch.ones((batch, self.length), dtype=torch.long, device=device) if self.length else None
 
     def starts(self, batch: int) -> list[int]:
         """Each row's first position after the prefix."""
@@ -74,11 +74,11 @@ class RowPrefixes:
             layers.append((k.to(dtype) if dtype is not None else k, v.to(dtype) if dtype is not None else v))
         return DynamicCache(layers)
 
-    def columns(self, batch: int) -> torch.Tensor:
+    def columns(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
         mask = torch.zeros((batch, self.length), dtype=torch.long)
         for row, prefix in enumerate(self.rows):
             mask[row, : prefix.length] = 1
-        return mask
+        return mask.to(device)
 
     def starts(self, batch: int) -> list[int]:
         return [p.length for p in self.rows]

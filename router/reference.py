@@ -17,6 +17,7 @@ import torch
 
 from router.codec import LabelCodec
 from router.decoding import Decoded, Feed, Logits, decode_batch
+from router.devices import device_of
 from router.prompting import tuned_prompt
 
 
@@ -44,7 +45,7 @@ class UncachedStepper:
 def peft_forward(peft_model):
     """Logits of the tuned model's forward for the text positions (virtual-token positions stripped)."""
     def run(ids: list[int]) -> torch.Tensor:
-        tensor = torch.tensor([ids])
+        tensor = torch.tensor([ids], device=device_of(peft_model))
         logits = peft_model(input_ids=tensor, attention_mask=torch.ones_like(tensor)).logits[0]
         return logits[-len(ids):]
     return run
@@ -62,15 +63,15 @@ class LatePromptReference:
         return DynamicCache([(k.clone(), v.clone()) for k, v in self.layers])
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        n, width = len(self.init_ids), input_ids.shape[1]
-        return self.model(input_ids=input_ids, attention_mask=torch.ones(1, n + width, dtype=torch.long),
-                          position_ids=torch.arange(n, n + width)[None], past_key_values=self._cache())
+        n, width, device = len(self.init_ids), input_ids.shape[1], input_ids.device
+        return self.model(input_ids=input_ids, attention_mask=torch.ones(1, n + width, dtype=torch.long, device=device),
+                          position_ids=torch.arange(n, n + width, device=device)[None], past_key_values=self._cache())
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix_allowed_tokens_fn=None, **kwargs):
         """HF generate() over the prompt's cache: the prompt's token ids stand in front (generate skips the cached
         positions), and are stripped from the output."""
         n = len(self.init_ids)
-        full = torch.cat([torch.tensor([self.init_ids]), input_ids], dim=1)
+        full = torch.cat([torch.tensor([self.init_ids], device=input_ids.device), input_ids], dim=1)
         allowed = None if prefix_allowed_tokens_fn is None else (lambda b, seq: prefix_allowed_tokens_fn(b, seq[n:]))
         out = self.model.generate(input_ids=full, attention_mask=torch.ones_like(full), past_key_values=self._cache(),
                                   prefix_allowed_tokens_fn=allowed, **kwargs)
@@ -122,7 +123,8 @@ def generate_reference(base, peft_model, texts: Sequence[str]) -> list[tuple[lis
     parts = tuned_prompt(False)
     results = []
     for text in texts:
-        ids = torch.tensor([base.tokenizer(parts.request(text), add_special_tokens=False)["input_ids"]])
+        ids = torch.tensor([base.tokenizer(parts.request(text), add_special_tokens=False)["input_ids"]],
+                           device=device_of(peft_model))
         started = time.perf_counter()
         with torch.no_grad():
             out = peft_model.generate(

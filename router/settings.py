@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         "or auto (transformers' choice, e.g. on a GPU). The zero-/multi-shot baselines keep transformers' choice "
         "(sdpa): with their long prompts eager's memory grows.",
     )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where the model runs, for serving and tuning: auto (cuda when torch sees a GPU, else cpu), cpu, "
+        "or cuda (refused at model load when there is none). The precision applies on either (bf16 on a GPU too).",
+    )
     allow_hub_download: bool = Field(False, description="Allow downloading a base model from a hub (off: offline only).")
 
     # -- routing -----------------------------------------------------------

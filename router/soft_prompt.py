@@ -20,6 +20,8 @@ from typing import Sequence
 
 import torch
 
+from router.devices import device_of
+
 SOFT_PROMPT_WEIGHTS = "soft_prompt.safetensors"
 SOFT_PROMPT_CONFIG = "soft_prompt.json"
 LATE_PROMPT = "late-prompt"
@@ -30,7 +32,8 @@ def save_late_prompt(directory: Path, keys: torch.Tensor, values: torch.Tensor, 
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    save_file({"keys": keys.float().contiguous(), "values": values.float().contiguous()},
+    # fp32 on the CPU whatever the device it was trained on: the file loads anywhere
+    save_file({"keys": keys.detach().float().cpu().contiguous(), "values": values.detach().float().cpu().contiguous()},
               str(directory / SOFT_PROMPT_WEIGHTS))
     config = {
         "method": LATE_PROMPT,
@@ -72,10 +75,10 @@ def check_shape(config: dict, keys: torch.Tensor, values: torch.Tensor, model_co
 @torch.no_grad()
 def late_prompt_layers(model, config: dict, keys: torch.Tensor, values: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer (keys, values) [1, kv_heads, n, head_dim] in the model's dtype: text below, learned above."""
-    ids = torch.tensor([config["init_ids"]])
+    ids = torch.tensor([config["init_ids"]], device=device_of(model))
     out = model(input_ids=ids, use_cache=True)
     text = [(k.detach(), v.detach()) for k, v, *_ in out.past_key_values]
     first = config["first_layer"]
-    dtype = text[0][0].dtype
-    learned = [(keys[i][None].to(dtype), values[i][None].to(dtype)) for i in range(keys.shape[0])]
+    device, dtype = text[0][0].device, text[0][0].dtype  # the file's tensors are read onto the CPU
+    learned = [(keys[i][None].to(device, dtype), values[i][None].to(device, dtype)) for i in range(keys.shape[0])]
     return text[:first] + learned

@@ -57,12 +57,13 @@ def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence
     """
     tokens = sorted({t for d in decisions for t in d.allowed})
     column = {t: i for i, t in enumerate(tokens)}
-    index = torch.tensor(tokens, dtype=torch.long)
-    picked = hidden[torch.tensor(list(rows)), torch.tensor(list(positions))]
+    device = hidden.device
+    index = torch.tensor(tokens, dtype=torch.long, device=head_weight.device)
+    picked = hidden[torch.tensor(list(rows), device=device), torch.tensor(list(positions), device=device)]
     logits = torch.nn.functional.linear(picked, head_weight[index], None if head_bias is None else head_bias[index]).float()
     allowed = torch.zeros(len(decisions), len(tokens), dtype=torch.bool)
     for i, d in enumerate(decisions):
         allowed[i, [column[t] for t in d.allowed]] = True
-    logits = logits.masked_fill(~allowed, float("-inf"))
-    targets = torch.tensor([column[d.target] for d in decisions])
+    logits = logits.masked_fill(~allowed.to(device), float("-inf"))
+    targets = torch.tensor([column[d.target] for d in decisions], device=device)
     return torch.nn.functional.cross_entropy(logits, targets)

@@ -14,7 +14,8 @@ from tuning.layer_cache import CachedExample
 
 def _stack_states(items: Sequence[CachedExample]) -> torch.Tensor:
     width = max(i.states.shape[0] for i in items)
-    out = torch.zeros(len(items), width, items[0].states.shape[1], dtype=items[0].states.dtype)
+    first = items[0].states
+    out = torch.zeros(len(items), width, first.shape[1], dtype=first.dtype, device=first.device)
     for n, item in enumerate(items):
         out[n, : item.states.shape[0]] = item.states
     return out
@@ -55,10 +56,11 @@ def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Ca
             rows.append(n)
             positions.append(start + j)
             targets.append(token)
-    picked = hidden[torch.tensor(rows), torch.tensor(positions)]
+    device = hidden.device
+    picked = hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]
     with autocast:
         logits = torch.nn.functional.linear(picked, weight, bias).float()
-    return torch.nn.functional.cross_entropy(logits, torch.tensor(targets), ignore_index=IGNORE)
+    return torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=device), ignore_index=IGNORE)
 
 
 __all__ = ["late_prompt_loss", "upper_hidden"]

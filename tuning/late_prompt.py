@@ -58,13 +58,13 @@ class _PrefixOnly:
         return torch.cat([k, keys], dim=2), torch.cat([v, values], dim=2)
 
 
-def prefix_mask(prefix: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+def prefix_mask(prefix: int, width: int, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
     """[1, 1, width, prefix + width] additive mask: every prefix column visible, causal after it."""
     allowed = torch.ones(width, prefix + width, dtype=torch.bool)
     allowed[:, prefix:] = torch.ones(width, width, dtype=torch.bool).tril()
     mask = torch.zeros(width, prefix + width, dtype=dtype)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask[None, None]
+    return mask[None, None].to(device)
 
 
 def run_layers(parts: DecoderParts, hidden: torch.Tensor, first: int, last: int,
@@ -76,11 +76,12 @@ def run_layers(parts: DecoderParts, hidden: torch.Tensor, first: int, last: int,
     regularizer for training only.
     """
     batch, width = hidden.shape[:2]
-    positions = (prefix_length + torch.arange(width))[None].expand(batch, -1)
+    positions = (prefix_length + torch.arange(width, device=hidden.device))[None].expand(batch, -1)
     position_embeddings = parts.rotary(hidden, positions)
-    mask = prefix_mask(prefix_length, width, hidden.dtype if hidden.dtype.is_floating_point else torch.float32)
-    if dropout > 0:
-        hidden_columns = torch.rand(batch, prefix_length, generator=generator) < dropout
+    mask = prefix_mask(prefix_length, width, hidden.dtype if hidden.dtype.is_floating_point else torch.float32,
+                       hidden.device)
+    if dropout > 0:  # drawn on the CPU: the same seed hides the same columns on any device
+        hidden_columns = (torch.rand(batch, prefix_length, generator=generator) < dropout).to(hidden.device)
         mask = mask.expand(batch, -1, -1, -1).clone()
         mask[:, 0, :, :prefix_length].masked_fill_(hidden_columns[:, None, :], torch.finfo(mask.dtype).min)
     cache = _PrefixOnly(prefix, batch)
@@ -93,7 +94,7 @@ def run_layers(parts: DecoderParts, hidden: torch.Tensor, first: int, last: int,
 @torch.no_grad()
 def text_keys_values(model, ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer (keys, values) [1, kv_heads, len(ids), head_dim] of a text run through the frozen model."""
-    out = model(input_ids=torch.tensor([list(ids)]), use_cache=True)
+    out = model(input_ids=torch.tensor([list(ids)], device=model.device), use_cache=True)
     return [(k.detach().float().clone(), v.detach().float().clone()) for k, v, *_ in out.past_key_values]
 
 
@@ -119,9 +120,9 @@ class LatePrompt(torch.nn.Module):
         keys = torch.stack([k[0] for k, _ in text_kv[first_layer:]])  # [layers, kv_heads, n, head_dim]
         values = torch.stack([v[0] for _, v in text_kv[first_layer:]])
         if random_init:
-            generator = torch.Generator().manual_seed(seed)
-            keys = torch.randn(keys.shape, generator=generator) * keys.std()
-            values = torch.randn(values.shape, generator=generator) * values.std()
+            generator = torch.Generator().manual_seed(seed)  # on the CPU: the same start on any device
+            keys = torch.randn(keys.shape, generator=generator).to(keys.device) * keys.std()
+            values = torch.randn(values.shape, generator=generator).to(values.device) * values.std()
         self.keys = torch.nn.Parameter(keys.clone())
         self.values = torch.nn.Parameter(values.clone())
 

@@ -49,7 +49,7 @@ def padded(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
 def lower_states(parts: DecoderParts, prompt: LatePrompt, ids: torch.Tensor, autocast) -> torch.Tensor:
     """Hidden states [b, t, d] entering layer K for right-padded token ids, after the frozen text prefix."""
     with autocast:
-        hidden = parts.embed(ids)
+        hidden = parts.embed(ids.to(parts.embed.weight.device))
         return run_layers(parts, hidden, 0, prompt.first_layer, prompt.lower(), prompt.length)
 
 

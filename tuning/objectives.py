@@ -14,14 +14,21 @@ import torch
 
 from router.codec import LabelCodec
 from router.dataset import Example
+from router.devices import device_of
 from router.departments import INSTRUCTION
 from router.modelio import BaseModel
 from tuning.batches import Encoded, answer_loss, causal_batch, keeps_logits_subset, seq2seq_batch, virtual_tokens
 from tuning.config import TuningConfig
 
 
-def autocast_for(config: TuningConfig):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
+def autocast_for(config: TuningConfig, device: torch.device | str = "cpu"):
+    """bf16 autocast (the `bf16` tuning parameter) on the device the model trains on, the same on CPU and GPU."""
+    kind = torch.device(device).type
+    return torch.autocast(kind, dtype=torch.bfloat16) if config.bf16 else nullcontext()
+
+
+def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {name: tensor.to(device) for name, tensor in batch.items()}
 
 
 class PeftObjective:
@@ -34,16 +41,17 @@ class PeftObjective:
         self.model = build_peft_model(base, config)
         self.train_items, self.val_items = list(train_items), list(val_items)
         self.pad_id = base.tokenizer.pad_token_id
+        self.device = device_of(base.model)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def loss(self, items: Sequence[Encoded]) -> torch.Tensor:
-        autocast = autocast_for(self.config)
+        autocast = autocast_for(self.config, self.device)
         if self.base.is_seq2seq:
             with autocast:
-                return self.model(**seq2seq_batch(items, self.pad_id)).loss
-        batch = causal_batch(items, self.pad_id)
+                return self.model(**_on(seq2seq_batch(items, self.pad_id), self.device)).loss
+        batch = _on(causal_batch(items, self.pad_id), self.device)
         if not keeps_logits_subset(self.model):
             with autocast:
                 return self.model(**batch).loss
@@ -80,6 +88,7 @@ class LatePromptObjective:
         if base.is_seq2seq:
             raise ValueError("--method late-prompt is for decoder-only models; use --method prompt for seq2seq")
         self.base, self.config = base, config
+        self.device = device_of(base.model)
         self.parts = DecoderParts.of(base.model)
         if config.prompt_layer >= len(self.parts.layers):
             raise ValueError(f"prompt_layer {config.prompt_layer} is outside 0 to {len(self.parts.layers) - 1} "
@@ -91,7 +100,7 @@ class LatePromptObjective:
         codec = LabelCodec.for_tokenizer(base.tokenizer)
         dtype = torch.bfloat16 if config.bf16 else torch.float32
         pad = base.tokenizer.pad_token_id
-        autocast = autocast_for(config)
+        autocast = autocast_for(config, self.device)
         every = list(train_items) + list(val_items)
         labels = [ex.departments for ex in list(train_set) + list(val_set)]
         cached = cache_examples(self.parts, self.prompt, every, codec, labels, pad, autocast, dtype, on_progress=on_cache)
@@ -105,7 +114,8 @@ class LatePromptObjective:
         from tuning.late_objective import late_prompt_loss
 
         dropout = self.config.prompt_dropout if self.prompt.training else 0.0
-        return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss, autocast_for(self.config), dropout)
+        return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss,
+                                autocast_for(self.config, self.device), dropout)
 
     def train(self, mode: bool = True) -> None:
         self.prompt.train(mode)

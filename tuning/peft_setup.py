@@ -45,7 +45,7 @@ def build_peft_model(base, config: TuningConfig):
 def _init_from_text(model, base, config: TuningConfig) -> None:
     """Prompt: embeddings of the instruction's tokens. Prefix: their keys/values at every layer."""
     text = config.init_text or INSTRUCTION
-    ids = _init_ids(base.tokenizer, text, config.num_virtual_tokens)
+    ids = _init_ids(base.tokenizer, text, config.num_virtual_tokens).to(base.model.device)
     weight = model.prompt_encoder[model.active_adapter].embedding.weight
     if config.method == "prompt":
         weight.copy_(base.model.get_input_embeddings()(ids).to(weight.dtype))

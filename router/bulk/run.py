@@ -5,7 +5,8 @@ The records are routed in fixed chunks (`CHUNK` records, whatever their errors) 
 together, in input order. An output file that already exists is continued: its complete chunks are
 kept, a chunk cut short by an interruption is cut back and routed again, so the result is
 byte-identical to an uninterrupted run (same chunks, same batches) and no line appears twice. Output
-lines carry no latency or timestamp for that reason.
+lines carry no latency or timestamp for that reason. With `workers` > 1 the same chunks are routed by that
+many processes (`router.bulk.workers`) and written here in the same order, so the bytes are the same.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -96,10 +98,16 @@ def route_backlog(service, source: str, output: str = "-", *, fmt: str = "auto",
                   id_column: str | None = None, strategy: str | None = None, shots: int | None = None,
                   batch_size: int | None = None, on_error: str = "skip", progress: bool = True,
                   chunk: int | None = None, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None,
-                  stderr: IO[str] | None = None) -> Summary:
-    """Route every complaint of `source` into `output` (JSONL); see the module docstring."""
+                  stderr: IO[str] | None = None, workers: int = 1) -> Summary:
+    """Route every complaint of `source` into `output` (JSONL); see the module docstring.
+
+    `workers` > 1 routes the chunks in that many processes (`router.bulk.workers`); the output is the same.
+    """
     from tqdm import tqdm
 
+    from router.bulk.workers import check_workers
+
+    check_workers(workers)
     stderr = stderr or sys.stderr
     name, opener = _input(source, stdin)
     with opener() as handle:
@@ -126,33 +134,57 @@ def route_backlog(service, source: str, output: str = "-", *, fmt: str = "auto",
         if keep != size or out_path.stat().st_size != keep:
             with out_path.open("r+b") as handle:
                 handle.truncate(keep)
-    if chunks[first:]:  # load the model before the clock starts: the rate is routing only
-        service.engine  # noqa: B018 - loads the base model
-        if (strategy or service.settings.default_strategy) == "tuned":
-            service.tuned_model  # noqa: B018 - loads the tuned artifact
-    bar = tqdm(total=len(records) - len(bad), initial=summary.resumed, unit=" complaints", file=stderr,
-               disable=not progress, dynamic_ncols=True, smoothing=0.1)
-    sink = (stdout or sys.stdout.buffer) if output == "-" else open(output, "ab")  # noqa: SIM115 - closed below
-    started = time.perf_counter()
-    try:
-        for block in chunks[first:]:
-            good = [r for r in block if r.error is None]
-            for r in block:
-                if r.error is not None:
-                    summary.bad.append(r)
-                    bar.write(f"{name}: line {r.line}: {r.error} (skipped)", file=stderr)
-            if not good:
-                continue
-            routings = service.route_many([r.text for r in good], strategy, shots=shots, batch_size=batch_size)
-            sink.write("".join(output_line(r, routing) for r, routing in zip(good, routings)).encode("utf-8"))
-            sink.flush()
+    todo = [[r for r in block if r.error is None] for block in chunks[first:]]
+    with ExitStack() as stack:
+        # the models are loaded before the clock starts: the rate is routing only
+        routed = _routed(service, todo, workers, stack, strategy=strategy, shots=shots, batch_size=batch_size)
+        bar = tqdm(total=len(records) - len(bad), initial=summary.resumed, unit=" complaints", file=stderr,
+                   disable=not progress, dynamic_ncols=True, smoothing=0.1)
+        sink = (stdout or sys.stdout.buffer) if output == "-" else open(output, "ab")  # noqa: SIM115 - closed below
+        started = time.perf_counter()
+        try:
+            _write(routed, chunks[first:], todo, sink, output, bar, summary, name, stderr)
+        finally:
+            summary.seconds = time.perf_counter() - started
+            bar.close()
             if output != "-":
-                os.fsync(sink.fileno())  # a chunk on disk survives a crash; the next run continues after it
-            summary.routed += len(good)
-            bar.update(len(good))
-    finally:
-        summary.seconds = time.perf_counter() - started
-        bar.close()
-        if output != "-":
-            sink.close()
+                sink.close()
     return summary
+
+
+def _routed(service, todo: list[list[Record]], workers: int, stack: ExitStack, **options) -> Iterator[str]:
+    """Output text of each chunk's routable records, in order: routed here, or by `workers` processes."""
+    if not any(todo):
+        return iter([""] * len(todo))
+    if workers > 1:
+        from router.bulk.workers import WorkerPool
+
+        pool = stack.enter_context(WorkerPool(service.settings, service.tuned_path(), workers, **options))
+        return pool.route(todo)
+    service.engine  # noqa: B018 - loads the base model
+    if (options["strategy"] or service.settings.default_strategy) == "tuned":
+        service.tuned_model  # noqa: B018 - loads the tuned artifact
+
+    def here() -> Iterator[str]:
+        for good in todo:
+            routings = service.route_many([r.text for r in good], **options) if good else []
+            yield "".join(output_line(r, routing) for r, routing in zip(good, routings))
+
+    return here()
+
+
+def _write(routed: Iterator[str], blocks, todo, sink, output: str, bar, summary: Summary, name: str, stderr) -> None:
+    for block, good in zip(blocks, todo):
+        for r in block:
+            if r.error is not None:
+                summary.bad.append(r)
+                bar.write(f"{name}: line {r.line}: {r.error} (skipped)", file=stderr)
+        text = next(routed)
+        if not good:
+            continue
+        sink.write(text.encode("utf-8"))
+        sink.flush()
+        if output != "-":
+            os.fsync(sink.fileno())  # a chunk on disk survives a crash; the next run continues after it
+        summary.routed += len(good)
+        bar.update(len(good))

@@ -24,9 +24,10 @@ def _route_file(service, source, output, **options) -> None:
 
     summary = route_backlog(service, source, output, **options)
     resumed = f", {summary.resumed} already in {output}" if summary.resumed else ""
+    workers = f" with {options['workers']} workers" if options.get("workers", 1) > 1 else ""
     skipped = f", {len(summary.bad)} bad line(s) skipped" if summary.bad else ""
-    click.echo(f"routed {summary.routed} complaints in {summary.seconds:.1f} s ({summary.rate:.1f}/s){resumed}{skipped}",
-               err=True)
+    click.echo(f"routed {summary.routed} complaints in {summary.seconds:.1f} s ({summary.rate:.1f}/s){workers}{resumed}"
+               f"{skipped}", err=True)
 
 
 class ModelRef(click.ParamType):
@@ -76,8 +77,11 @@ def comparison_table(routings: list[Routing]) -> str:
               help="With --input: skip bad lines (each reported with its line number) or route nothing if any.")
 @click.option("--batch-size", type=click.IntRange(1, 64), default=None, help="With --input: complaints per forward pass.")
 @click.option("--quiet", "-q", is_flag=True, help="With --input: no progress bar.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --input: routing processes, each with its own model and cores/N threads (for machines "
+                   "with many cores; the output is the same).")
 def route(text, strategy, shots, compare, as_json, rag, precedents, model_path, input_path, output_path, fmt, column,
-          id_column, on_error, batch_size, quiet):
+          id_column, on_error, batch_size, quiet, workers):
     """Route a complaint to every department that must act.
 
     \b
@@ -85,12 +89,14 @@ def route(text, strategy, shots, compare, as_json, rag, precedents, model_path, 
     Warehouse, Packaging
     triage route --input backlog.jsonl --output routed.jsonl
     """
+    if input_path is None and workers != 1:
+        raise click.UsageError("--workers applies to --input (routing a file)")
     if input_path is not None:
         if text or compare or rag or precedents or as_json:
             raise click.UsageError("--input routes a file: give no complaint text, --compare, --json, --rag or --precedents")
         _route_file(get_application(tuned_model=model_path).service, input_path, output_path, fmt=fmt, column=column,
                     id_column=id_column, strategy=strategy, shots=shots, batch_size=batch_size, on_error=on_error,
-                    progress=not quiet)
+                    progress=not quiet, workers=workers)
         return
     complaint = _read_text(text)
     core = get_application(tuned_model=model_path)
