@@ -159,6 +159,29 @@ def _save_converted(model, tokenizer, target: Path) -> bool:
     return atomic.publish_dir(target, build, complete=lambda p: (p / "model.safetensors").is_file())
 
 
+def _from_converted(converted: Path, precision: str):
+    """The cached converted model in the serving dtype. A bf16 server reads a bf16 copy of the cache (made once,
+    next to it): reading the fp32 file maps all of it, so the process would peak ~540 MB higher than it runs.
+    Rounding the fp32 weights to bf16 before or after caching gives the same bf16 weights."""
+    from transformers import AutoModelForCausalLM
+
+    if precision != "bf16":
+        return AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, local_files_only=True)
+    half = converted / "bf16"
+    if not (half / "model.safetensors").is_file():
+        from transformers import AutoTokenizer
+
+        full = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, local_files_only=True)
+        try:
+            _save_converted(full.to(torch.bfloat16), AutoTokenizer.from_pretrained(converted, local_files_only=True),
+                            half)
+        except OSError as exc:  # a read-only cache: serve the model just converted
+            log.warning("could not cache bf16 weights in %s: %s", half, exc)
+            return full
+        del full
+    return AutoModelForCausalLM.from_pretrained(half, dtype=torch.bfloat16, local_files_only=True)
+
+
 def _load_embedded(settings: Settings) -> BaseModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -167,11 +190,8 @@ def _load_embedded(settings: Settings) -> BaseModel:
     fingerprint = _hash_file(gguf, settings.cache_dir)
     converted = settings.cache_dir / "models" / f"smollm2-{fingerprint[:16]}"
     from_cache = (converted / "model.safetensors").is_file()
-    # Straight into the serving dtype: a bf16 server never holds an fp32 copy (~540 MB less at its peak);
-    # apply_precision then finds it converted (the same rounding as converting after the load).
-    dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
     if from_cache:
-        model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype, local_files_only=True)
+        model = _from_converted(converted, settings.precision)
         tokenizer = AutoTokenizer.from_pretrained(converted, local_files_only=True)
     else:
         log.warning("first start: dequantizing %s and caching it under %s (about 20 s, once)", gguf.name, converted)
@@ -184,7 +204,7 @@ def _load_embedded(settings: Settings) -> BaseModel:
             # Serve the cached copy from the first start on, so first and later starts run the same model
             # (the GGUF-loaded one is flagged quantized and refuses dtype changes and copies for LoRA).
             del model
-            model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype, local_files_only=True)
+            model = _from_converted(converted, settings.precision)
         except OSError as exc:  # a read-only cache must not stop routing
             log.warning("could not cache converted weights in %s: %s", converted, exc)
             model.hf_quantizer, model.is_quantized = None, False
