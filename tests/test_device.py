@@ -132,3 +132,14 @@ def test_bf16_tuning_autocasts_on_the_models_device_type():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch without CUDA warns that it disables CUDA autocast
         assert autocast_for(config, torch.device("cuda")).device == "cuda"
+
+
+def test_tuning_defaults_to_bf16_where_torch_sees_a_gpu_with_bf16(gpu, monkeypatch):
+    from tuning.config import TuningConfig, cpu_has_bf16
+
+    gpu(True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert TuningConfig(method="lora").bf16 is True
+    assert TuningConfig(method="lora", bf16=False).bf16 is False
+    gpu(False)
+    assert TuningConfig(method="lora").bf16 is cpu_has_bf16()  # on a CPU: as before, by the CPU's bf16 support

@@ -28,6 +28,15 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def default_bf16() -> bool:
+    """bf16 autocast where it is fast: a CUDA GPU with bf16 (where TRIAGE_DEVICE=auto tunes), else a bf16 CPU."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return True
+    return cpu_has_bf16()
+
+
 class TuningConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,8 +92,9 @@ class TuningConfig(BaseModel):
     early_stopping_patience: int = Field(3, ge=0, le=50, description="Epochs without validation improvement before stopping; 0 = never.")
     max_input_tokens: int = Field(256, ge=16, le=4096, description="Longer complaints are truncated when training.")
     seed: int = 0
-    bf16: bool = Field(default_factory=cpu_has_bf16,
-                       description="Autocast matmuls to bfloat16 (default: on where the CPU has AVX512-BF16/AMX).")
+    bf16: bool = Field(default_factory=default_bf16,
+                       description="Autocast matmuls to bfloat16 (default: on where torch sees a GPU with bf16, or the "
+                                   "CPU has AVX512-BF16/AMX).")
 
     @model_validator(mode="before")
     @classmethod

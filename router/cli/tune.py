@@ -66,7 +66,7 @@ def _progress_printer(stream):
 @click.option("--val-fraction", type=float, default=None, help="Share of the training file held out to pick the best epoch.")
 @click.option("--patience", "early_stopping_patience", type=int, default=None, help="Early-stopping patience in epochs.")
 @click.option("--seed", type=int, default=None)
-@click.option("--bf16/--fp32", "bf16", default=None, help="bfloat16 autocast (default: on where the CPU has AVX512-BF16/AMX).")
+@click.option("--bf16/--fp32", "bf16", default=None, help="bfloat16 autocast (default: on where torch sees a GPU with bf16, or the CPU has AVX512-BF16/AMX).")
 @click.option("--dev", "dev_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Held-out file to evaluate the result on; metrics are stored in the artifact.")
 @click.option("--version", "version", default=None, help="Version name stored in the metadata (default: the directory name).")
