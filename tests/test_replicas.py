@@ -263,6 +263,10 @@ def test_kill_9_of_one_replica_mid_load_loses_no_acknowledged_ticket_and_retries
     assert len(stored) == len(by_external) == total, "one ticket per complaint: no duplicate from the retries"
     lost = {e: t for e, (t, _, _) in acked.items() if by_external.get(e) != t}
     assert lost == {} and len(acked) == total, "every acknowledged ticket is stored, under the id it was given"
+    with httpx.Client(timeout=60) as http:  # what a was acknowledging before it died, read back through b
+        for external_id, (ticket_id, _, _) in [(e, v) for e, v in acked.items() if v[1] == "a"][:40]:
+            back = http.get(f"{b.url}/v1/tickets/{ticket_id}", headers=auth)
+            assert back.status_code == 200 and back.json()["external_id"] == external_id, back.text
     retried = {i for i, _ in cut_off}
     replayed = sum(1 for e, (_, _, again) in acked.items() if again == "true" and int(e.split("-")[-1]) in retried)
     kinds = sorted(Counter(kind for _, kind in cut_off).items())

@@ -159,8 +159,9 @@ def claim(session: Session, job_id: int, pid: int) -> TuningJob:
         session.rollback()
         job = get_job(session, job_id)
         session.refresh(job)
-        raise Conflict(f"tuning job {job_id} is {job.state}, not queued: another worker"
-                       f"{f' (pid {job.pid})' if job.pid else ''} claimed it", "job_id")
+        why = (f"another worker{f' (pid {job.pid})' if job.pid else ''} claimed it" if job.state == "running"
+               else "it already ended")
+        raise Conflict(f"tuning job {job_id} is {job.state}, not queued: {why}", "job_id")
     session.commit()
     job = get_job(session, job_id)
     session.refresh(job)
