@@ -98,7 +98,11 @@ def try_once(base_env: dict[str, str], replicas: int, work: Path, *, postgres_ur
                     result.seconds_to_healthy.append(round(time.perf_counter() - started, 1))
             time.sleep(0.2)
         result.failures += [f"replica {i} was not up after {timeout:.0f}s" for i in sorted(pending)]
-        key = _cli(env, "keys", "create", "--role", "agent", "--name", "replicas-start")
+        try:
+            key = _cli(env, "keys", "create", "--role", "agent", "--name", "replicas-start")
+        except RuntimeError as exc:  # e.g. no replica came up to create the database
+            result.failures.append(str(exc))
+            return result
         for i, port in enumerate(ports):
             if procs[i].poll() is not None or any(f.startswith(f"replica {i} ") for f in result.failures):
                 continue
