@@ -4,7 +4,7 @@ What a user of two replicas behind a load balancer would notice: the same Idempo
 both at once makes one ticket; kill -9 of one mid-load loses no acknowledged ticket, and clients retrying on the
 other make no duplicates; a promote through one is served by the other within 5 s without a restart; a retraining
 job requested through both runs once and both show its progress; a correction saved through one grounds routings
-on the other. Tiny random-weight model (so the replicas start in seconds), real servers everywhere.
+on the other. A tiny random-weight model (quick to load and route), real servers everywhere.
 """
 
 from __future__ import annotations
