@@ -119,7 +119,9 @@ class Settings(BaseSettings):
     lazy_model_load: bool = Field(False, description="API: load the model on the first routing instead of at startup.")
     group_routing: bool = Field(True, description="API: concurrent routing requests share batched forward passes.")
     model_poll_seconds: float = Field(
-        5.0, ge=0.0, le=3600.0, description="API: how often each worker checks the registry's active version (0 = never)."
+        1.0, ge=0.0, le=3600.0,
+        description="API and console: how often each worker checks the registry's active version (0 = never); a "
+        "promote made elsewhere (another replica or worker, the CLI) is served within this plus the artifact's load.",
     )
 
     @field_validator("data_dir", mode="after")

@@ -42,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
             paths.cancel.touch()
 
         watch_owner(args.owner, owner_gone)
+    from router.store import Conflict
     from tuning.jobs.worker import run_job
 
-    job = run_job(settings, args.job_id)
+    try:
+        job = run_job(settings, args.job_id)
+    except Conflict as exc:  # another worker runs it (claimed under a database lock): this one changes nothing
+        logging.getLogger(__name__).error("tuning job %s not run by this worker: %s", args.job_id, exc)
+        return 1
     logging.getLogger(__name__).info("tuning job %s %s%s", job.id, job.state, f": {job.error}" if job.error else "")
     return 0 if job.state == "succeeded" else 1
 

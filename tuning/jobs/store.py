@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -140,15 +141,32 @@ def set_process(session: Session, job_id: int, pid: int) -> TuningJob:
 
 
 def claim(session: Session, job_id: int, pid: int) -> TuningJob:
-    """The worker takes the job: queued -> running (a job cancelled before it started ends here)."""
-    job = set_process(session, job_id, pid)
-    if job.state != "queued":
-        raise Conflict(f"tuning job {job_id} is {job.state}, not queued", "job_id")
+    """The worker takes the job: queued -> running, exactly once however many workers try at the same moment.
+
+    The claim is one conditional UPDATE (`... WHERE id = :id AND state = 'queued'`): it runs under the row's lock
+    in PostgreSQL (a second claimant waits for the first to commit, then finds the job no longer queued) and under
+    SQLite's single writer lock. A worker that loses gets Conflict and changes nothing: the job keeps the pid of
+    the worker that runs it. A job cancelled before it started ends here.
+    """
+    get_job(session, job_id)  # NotFound
+    session.rollback()
+    taken = session.execute(
+        update(TuningJob).where(col(TuningJob.id) == job_id, col(TuningJob.state) == "queued")
+        .values(state="running", phase="assembling", started=utcnow(), pid=pid, pid_started=process_start(pid),
+                host=hostname())
+        .execution_options(synchronize_session=False))
+    if taken.rowcount != 1:
+        session.rollback()
+        job = get_job(session, job_id)
+        session.refresh(job)
+        why = (f"another worker{f' (pid {job.pid})' if job.pid else ''} claimed it" if job.state == "running"
+               else "it already ended")
+        raise Conflict(f"tuning job {job_id} is {job.state}, not queued: {why}", "job_id")
+    session.commit()
+    job = get_job(session, job_id)
+    session.refresh(job)
     if job.cancel_requested:
         return finish(session, job_id, "cancelled", error="cancelled before it started")
-    job.state, job.phase, job.started = "running", "assembling", utcnow()
-    session.add(job)
-    session.commit()
     return job
 
 
