@@ -189,5 +189,5 @@ def test_the_stepper_protocols_say_what_each_stepper_can_do():
 
     plain = UncachedStepper(lambda ids: torch.zeros(len(ids), 8))
     assert not isinstance(plain, SpeculativeStepper) and not isinstance(plain, CarryingStepper)
-    seq2seq = Seq2SeqStepper(None, None, 0)
+    seq2seq = Seq2SeqStepper(torch.nn.Linear(1, 1), None, 0)
     assert not isinstance(seq2seq, SpeculativeStepper) and not isinstance(seq2seq, CarryingStepper)
