@@ -31,6 +31,7 @@ class Routing:
     needs_review: bool = False
     rag: bool = False
     passages: list[Passage] = field(default_factory=list)
+    context_unavailable: str | None = None  # retrieval was wanted (asked for, or the model was tuned with it) but failed
 
     @property
     def label(self) -> str:

@@ -104,15 +104,19 @@ def train(
     config: TuningConfig,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    context_for: Callable[[list[Example], list[Example]], tuple[list[str], list[str]]] | None = None,
 ) -> TrainResult:
+    """context_for(train split, validation split) -> the retrieved context of each of their examples, put in
+    front of the complaint as serving does (see rag.training_context); None: no context."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     tokenizer = base.tokenizer
     codec = LabelCodec.for_tokenizer(tokenizer)
     parts = tuned_prompt(base.is_seq2seq)
     train_set, val_set = split_validation(examples, config.val_fraction, config.seed)
-    train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens)
-    val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens)
+    train_context, val_context = context_for(train_set, val_set) if context_for else (None, None)
+    train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens, train_context)
+    val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens, val_context)
     started = time.perf_counter()
 
     def cache_progress(done: int, total: int, elapsed: float) -> None:

@@ -52,6 +52,12 @@ def _progress_printer(stream):
               f"{_default('prompt_dropout')}).")
 @click.option("--prompt-loss", type=click.Choice(["decisions", "lm"]), default=None,
               help=f"late-prompt: loss on the decoder's decisions or the LM loss (default {_default('prompt_loss')}).")
+@click.option("--context", type=click.Choice(["none", "precedents", "policy", "both"]), default=None,
+              help="Retrieved text in front of each training complaint, as serving puts it: precedents (from the "
+              "training split, never the example itself or a near-duplicate), policy (passages from the RAG store: "
+              "run `triage rag ingest` first), both, or none (default). Serving retrieves the same automatically.")
+@click.option("--init-adapter", type=click.Path(exists=True, file_okay=False), default=None,
+              help="lora: start from this LoRA artifact's adapters (its rank and alpha) instead of fresh ones.")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
 @click.option("--init-text", default=None, help="Initialization text (default: the business instruction).")
 @click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
@@ -92,13 +98,19 @@ def tune(data_path, out_path, dev_path, version, **params):
     settings = get_settings()
     examples = load_examples(data_path, settings.max_input_chars)
     # Train on full-precision weights whatever the serving precision (bf16 autocast is a tuning parameter).
-    service = RouterService(settings.model_copy(update={"precision": "fp32"}))
+    service = RouterService(settings.model_copy(update={"precision": "fp32"}), grounder=_grounder(config, settings))
     base = service.engine.base
     out = Path(out_path)
     click.echo(f"tuning {describe_method(config)} on {len(examples)} examples "
                f"from {data_path}; base model {base.model_id}", err=True)
-    result = train(base, examples, config, on_progress=_progress_printer(sys.stderr))
-    metadata = build_metadata(base, config, result, Path(data_path), version or out.name)
+    contexts = _training_contexts(config, settings)
+    context_for = None
+    if contexts is not None:
+        def context_for(train_set, val_set):
+            return contexts.build(settings, train_set, val_set, on_progress=lambda m: click.echo(m, err=True))
+    result = train(base, examples, config, on_progress=_progress_printer(sys.stderr), context_for=context_for)
+    extra = {"context": contexts.to_json()} if contexts is not None else None
+    metadata = build_metadata(base, config, result, Path(data_path), version or out.name, extra)
     save_artifact(result, metadata, out)
     loss_png(result.epoch_losses, result.val_losses, out / "loss.png", f"{config.method} tuning loss", loss_unit(config))
     click.echo(loss_terminal(result.epoch_losses, result.val_losses), err=True)
@@ -112,3 +124,21 @@ def tune(data_path, out_path, dev_path, version, **params):
         update_metadata(out, dev_metrics={"data": str(dev_path), "precision": "fp32", **report.to_json()})
         click.echo(json.dumps(summary), err=True)
     click.echo(str(out))
+
+
+def _training_contexts(config, settings):
+    """What the tune retrieves for each example (None: no context), with serving's k from the settings."""
+    if config.context == "none":
+        return None
+    from rag.training_context import TrainingContexts
+
+    return TrainingContexts(config.context, settings.rag_top_k, settings.precedents_k)
+
+
+def _grounder(config, settings):
+    """The retrieval the --dev evaluation needs: a context-tuned model is evaluated with its context."""
+    if config.context == "none":
+        return None
+    from rag.grounding import build_grounder
+
+    return build_grounder(settings)
