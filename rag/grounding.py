@@ -130,7 +130,8 @@ class ChromaGrounder:
         out = []
         for text, rows in zip(texts, self._query(PRECEDENTS, list(texts), k + 1 if exclude_self else k)):
             own = precedent_id(text)
-            found = [Passage(pid, str(meta.get("departments", "")), document, score, "precedent")
+            found = [Passage(pid, str(meta.get("departments", "")), document, score, "precedent",
+                             str(meta["source_id"]) if meta.get("source_id") else None)
                      for pid, document, meta, score in rows if not (exclude_self and pid == own)]
             out.append(found[:k])
         return out

@@ -108,8 +108,11 @@ class TrainingContexts:
     precedents_k: int
 
     def build(self, settings, train_set: Sequence[Example], val_set: Sequence[Example],
+              pool: Sequence[Example] | None = None,
               on_progress: Callable[[str], None] | None = None) -> tuple[list[str], list[str]]:
-        """The context of every training and validation example: precedents from the training split alone."""
+        """The context of every training and validation example; precedents from `pool` (default: train_set),
+        the training split, never from the validation split."""
+        pool = list(train_set) if pool is None else list(pool)
         every = [ex.input for ex in list(train_set) + list(val_set)]
         hits: list = [None] * len(every)
         found: list = [None] * len(every)
@@ -120,9 +123,9 @@ class TrainingContexts:
             hits = grounder.policy_hits_many(every, self.policy_k)
         if uses_precedents(self.kind):
             if on_progress:
-                on_progress(f"retrieving precedents for {len(every)} examples from the {len(train_set)} "
+                on_progress(f"retrieving precedents for {len(every)} examples from the {len(pool)} "
                             "training examples (each without itself and its near-duplicates)")
-            index = LeaveOutPrecedents(train_set)
+            index = LeaveOutPrecedents(pool)
             try:
                 found = index.search_many(every, self.precedents_k)
             finally:

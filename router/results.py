@@ -16,6 +16,7 @@ class Passage:
     snippet: str
     score: float
     kind: str = "policy"  # "policy" or "precedent"
+    source: str | None = None  # a precedent's origin: "ticket-12" (a supervisor's correction) or "<file>:<line>"
 
 
 @dataclass

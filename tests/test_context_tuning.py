@@ -96,8 +96,8 @@ def tune_with_context(base, train_file, out, settings, context="precedents"):
     contexts = TrainingContexts(context, settings.rag_top_k, settings.precedents_k)
     seen = {}
 
-    def context_for(train_set, val_set):
-        seen["train"], seen["val"] = contexts.build(settings, train_set, val_set)
+    def context_for(train_set, val_set, pool):
+        seen["train"], seen["val"] = contexts.build(settings, train_set, val_set, pool)
         return seen["train"], seen["val"]
 
     result = train(base, load_examples(train_file), config, context_for=context_for)
@@ -161,3 +161,65 @@ def test_a_context_tuned_model_still_answers_when_the_store_is_gone(tiny_base, t
     for routing in routed:
         assert routing.departments and set(routing.departments) <= set(DEPARTMENTS)
         assert not routing.rag and "no retrieval store" in routing.context_unavailable
+
+
+def test_a_lora_tune_can_start_from_an_adapter_and_train_on_a_sample(tiny_base, tiny_train_file, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from tuning.artifacts import build_metadata, save_artifact
+    from tuning.config import TuningConfig
+    from tuning.train import train
+
+    plain = TuningConfig(method="lora", epochs=1, learning_rate=0.005, val_fraction=0.0, batch_size=4)
+    trained = train(tiny_base, load_examples(tiny_train_file), plain)
+    first = save_artifact(trained, build_metadata(tiny_base, plain, trained, tiny_train_file, "first"), tmp_path / "first")
+    start = load_file(first / "adapter_model.safetensors")
+    config = TuningConfig(method="lora", init_adapter=str(first), epochs=1, learning_rate=1e-5, val_fraction=0.0,
+                          batch_size=4, train_examples=5)
+    result = train(tiny_base, load_examples(tiny_train_file), config)
+    assert result.n_train == 5
+    state = {name.replace(".default", ""): p for name, p in result.trained.model.named_parameters() if p.requires_grad}
+    assert state and all(torch.allclose(state[name], start[name], atol=1e-3) for name in start)  # started there
+
+    with pytest.raises(ValueError, match="only a LoRA tune"):
+        TuningConfig(method="prompt", init_adapter=str(first))
+
+
+def test_the_correction_scenario_reroutes_only_what_the_corrections_resemble(tiny_base, tiny_train_file, tmp_path,
+                                                                            precedent_store):
+    """Tiny model, hand-built store: saved corrections reach the prompts of the complaints like them, no others."""
+    from rag.scenario import format_scenario, run_scenario
+
+    artifact, _ = tune_with_context(tiny_base, tiny_train_file, tmp_path / "ctx-lora", precedent_store)
+    scenario = tmp_path / "scenario"
+    scenario.mkdir()
+    write_jsonl(scenario / "corrections.jsonl", [
+        ("My loyalty points from last month's purchase were never credited.", "Service, Marketing"),
+        ("The rewards points balance on my member account dropped to zero.", "Service, Marketing")])
+    write_jsonl(scenario / "new_rule.jsonl", [
+        ("Where are the reward points for my loyalty account? Not credited.", "Service, Marketing"),
+        ("My member points vanished from my rewards balance.", "Service, Marketing")])
+    held_out = write_jsonl(tmp_path / "held.jsonl", [("The kettle is dead out of the box.", "Development"),
+                                                     ("Only two of the four chairs came.", "Warehouse, Packaging")])
+    result = run_scenario(precedent_store, artifact, held_out_path=held_out, train_path=tiny_train_file,
+                          scenario_dir=scenario, base=tiny_base)
+    assert result.citing_corrections(result.before.new_rule_cited) == 0
+    assert result.citing_corrections(result.after.new_rule_cited) == 2
+    assert result.citing_corrections(result.after.held_out_cited) == 0
+    assert result.before.held_out_cited == result.after.held_out_cited  # nothing else retrieved differently
+    for routed in result.before.new_rule + result.after.new_rule + result.after.held_out:
+        assert routed and set(routed) <= set(DEPARTMENTS)
+    table = format_scenario(result, "held.jsonl")
+    assert "new-rule complaints routed by the new rule" in table and "2 of 2 new-rule" in table
+    assert ChromaGrounder(precedent_store).search_precedents("loyalty points not credited", 1)[0].title != \
+        "Service, Marketing"  # the corrections went to the scratch store only
+
+
+def test_a_tune_asked_for_context_without_retrieval_is_refused(tiny_base, tiny_train_file):
+    from tuning.config import TuningConfig
+    from tuning.train import train
+
+    config = TuningConfig(method="lora", context="precedents", epochs=1, learning_rate=0.005, val_fraction=0.0)
+    with pytest.raises(ValueError, match="no retrieval to build it"):
+        train(tiny_base, load_examples(tiny_train_file), config)

@@ -67,6 +67,11 @@ class TuningConfig(BaseModel):
         description="lora: start from this LoRA artifact's adapter weights (its rank and alpha are used) instead of "
         "fresh ones, e.g. to teach a model tuned without context to read retrieved context.",
     )
+    train_examples: int | None = Field(
+        None, ge=1,
+        description="Train on this many examples of the training split (a seeded sample; the validation split and, "
+        "with --context, the precedents' pool stay the whole split), for a tune that must fit a time budget.",
+    )
     init: Literal["text", "random"] = Field(
         "text", description="Initialize from the business instruction text (its embeddings, or its keys/values for prefix), or randomly."
     )

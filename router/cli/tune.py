@@ -58,6 +58,9 @@ def _progress_printer(stream):
               "run `triage rag ingest` first), both, or none (default). Serving retrieves the same automatically.")
 @click.option("--init-adapter", type=click.Path(exists=True, file_okay=False), default=None,
               help="lora: start from this LoRA artifact's adapters (its rank and alpha) instead of fresh ones.")
+@click.option("--train-examples", type=int, default=None,
+              help="Train on a seeded sample of this many examples of the training split (validation split and "
+              "precedents' pool unchanged), to fit a time budget.")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
 @click.option("--init-text", default=None, help="Initialization text (default: the business instruction).")
 @click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
@@ -106,8 +109,8 @@ def tune(data_path, out_path, dev_path, version, **params):
     contexts = _training_contexts(config, settings)
     context_for = None
     if contexts is not None:
-        def context_for(train_set, val_set):
-            return contexts.build(settings, train_set, val_set, on_progress=lambda m: click.echo(m, err=True))
+        def context_for(train_set, val_set, pool):
+            return contexts.build(settings, train_set, val_set, pool, on_progress=lambda m: click.echo(m, err=True))
     result = train(base, examples, config, on_progress=_progress_printer(sys.stderr), context_for=context_for)
     extra = {"context": contexts.to_json()} if contexts is not None else None
     metadata = build_metadata(base, config, result, Path(data_path), version or out.name, extra)
