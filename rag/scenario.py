@@ -83,9 +83,11 @@ def scratch_settings(settings: Settings, directory: Path) -> Settings:
 
 
 def run_scenario(settings: Settings, model: Path, *, held_out_path: Path, train_path: Path | None = None,
-                 scenario_dir: Path = SCENARIO_DIR, affected: Sequence[int] = (), base=None,
+                 scenario_dir: Path = SCENARIO_DIR, affected: Sequence[int] = (), base=None, precedents: bool = False,
                  say: Callable[[str], None] = lambda message: None) -> ScenarioResult:
-    """Route before and after saving the corrections, with the tuned model at `model` and no retrain."""
+    """Route before and after saving the corrections, with the tuned model at `model` and no retrain.
+
+    The model retrieves what it was tuned with; precedents=True adds precedents to a model tuned without them."""
     from rag.grounding import ChromaGrounder
     from rag.ingest import ingest_policies
     from rag.precedents import add_precedent, default_examples_file, ingest_examples
@@ -103,8 +105,8 @@ def run_scenario(settings: Settings, model: Path, *, held_out_path: Path, train_
 
         def phase(name: str) -> Phase:
             say(f"{name}: routing {len(new_rule)} new-rule complaints and {len(held_out)} held-out ones")
-            a = service.route_many([ex.input for ex in new_rule], "tuned")
-            b = service.route_many([ex.input for ex in held_out], "tuned")
+            a = service.route_many([ex.input for ex in new_rule], "tuned", precedents=precedents)
+            b = service.route_many([ex.input for ex in held_out], "tuned", precedents=precedents)
             missing = sum(r.context_unavailable is not None for r in a + b)
             return Phase([r.departments for r in a], [r.departments for r in b], [_cited(r) for r in a],
                          [_cited(r) for r in b], missing)

@@ -6,7 +6,7 @@ supervisors' corrections as precedents, with no retrain in between (data/scenari
 
 Builds a scratch retrieval store (policy corpus + the training file's precedents) in a temporary directory,
 so the configured store is never changed. The model should be one tuned with precedents (`triage tune
---context precedents`); a model tuned without context is routed with precedents too, with a warning.
+--context precedents`); `--precedents` serves a model tuned without context with precedents too (with a warning).
 """
 
 from __future__ import annotations
@@ -42,12 +42,15 @@ def main(argv=None) -> int:
     parser.add_argument("--held-out", type=Path, default=ROOT / "data" / "dev.jsonl")
     parser.add_argument("--train", type=Path, default=None, help="precedents of the scratch store (default: the shots file)")
     parser.add_argument("--scenario", type=Path, default=SCENARIO_DIR)
+    parser.add_argument("--precedents", action="store_true",
+                        help="retrieve precedents even if the model was not tuned with them (it is warned about)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     affected = affected_lines(args.scenario / "RULE.md", args.held_out)
     result = run_scenario(Settings(), args.model, held_out_path=args.held_out, train_path=args.train,
-                          scenario_dir=args.scenario, affected=affected, say=lambda m: print(m, file=sys.stderr))
+                          scenario_dir=args.scenario, affected=affected, precedents=args.precedents,
+                          say=lambda m: print(m, file=sys.stderr))
     print(json.dumps(result.to_json(), indent=1) if args.json else format_scenario(result, args.held_out.name))
     return 0
 

@@ -37,7 +37,7 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
         "method": config.method,
         "base_model": base.model_id,
         "base_model_sha256": base.fingerprint,
-        "prompt_format": "Complaint: {text}\\nDepartments: {labels}",
+        "prompt_format": _prompt_format(extra),
         "trainable_parameters": sum(p.numel() for p in result.trained.parameters()),
         "training_data": {"path": portable_path(data_path), "sha256": file_sha256(data_path), "n_train": result.n_train,
                            "n_validation": result.n_val},
@@ -52,6 +52,12 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
+
+
+def _prompt_format(extra: dict | None) -> str:
+    if ((extra or {}).get("context") or {}).get("kind", "none") != "none":
+        return "{context}\\n\\nComplaint: {text}\\nDepartments: {labels}"
+    return "Complaint: {text}\\nDepartments: {labels}"
 
 
 def _portable_parameters(config: TuningConfig) -> dict:
