@@ -102,10 +102,11 @@ class ChromaGrounder:
 
     def search_policy_many(self, texts: list[str], k: int) -> list[list[Passage]]:
         """search_policy for many texts in one batch (evaluation)."""
-        return [[p for p, _ in self._best_documents(rows, k)] for rows in self._query(POLICIES, texts, k * 8)]
+        return [[p for p, _ in hits] for hits in self.policy_hits_many(texts, k)]
 
-    def _policy_hits(self, text: str, k: int) -> list[tuple[Passage, str]]:
-        return self._best_documents(self._query(POLICIES, [text], k * 8)[0], k)
+    def policy_hits_many(self, texts: list[str], k: int) -> list[list[tuple[Passage, str]]]:
+        """For each text, (passage, its prompt line) of the k best policy documents; one query for all."""
+        return [self._best_documents(rows, k) for rows in self._query(POLICIES, list(texts), k * 8)]
 
     @staticmethod
     def _best_documents(rows, k: int) -> list[tuple[Passage, str]]:
@@ -121,15 +122,19 @@ class ChromaGrounder:
 
     def search_precedents(self, text: str, k: int, *, exclude_self: bool = False) -> list[Passage]:
         """The k most similar labeled complaints; exclude_self drops the complaint itself."""
+        return self.search_precedents_many([text], k, exclude_self=exclude_self)[0]
+
+    def search_precedents_many(self, texts: list[str], k: int, *, exclude_self: bool = False) -> list[list[Passage]]:
         from rag.precedents import precedent_id
 
-        own = precedent_id(text)
-        found = []
-        for pid, document, meta, score in self._query(PRECEDENTS, [text], k + 1 if exclude_self else k)[0]:
-            if exclude_self and pid == own:
-                continue
-            found.append(Passage(pid, str(meta.get("departments", "")), document, score, "precedent"))
-        return found[:k]
+        out = []
+        for text, rows in zip(texts, self._query(PRECEDENTS, list(texts), k + 1 if exclude_self else k)):
+            own = precedent_id(text)
+            found = [Passage(pid, str(meta.get("departments", "")), document, score, "precedent",
+                             str(meta["source_id"]) if meta.get("source_id") else None)
+                     for pid, document, meta, score in rows if not (exclude_self and pid == own)]
+            out.append(found[:k])
+        return out
 
     def rule_documents(self) -> dict[int, set[str]]:
         """Rule number -> ids of the documents that state it (from each document's front matter)."""
@@ -141,20 +146,45 @@ class ChromaGrounder:
                 rules.setdefault(int(rule), set()).add(str(meta["doc_id"]))
         return rules
 
-    def ground(self, text: str, *, policy: bool = True, precedents: bool = False, exclude_self: bool = False) -> Grounding:
-        passages: list[Passage] = []
-        blocks: list[str] = []
-        if policy:
-            hits = self._policy_hits(text, self.settings.rag_top_k)
-            lines = [f"- {p.title}: {line}" for p, line in hits]
-            blocks.append("Policy:\n" + "\n".join(lines))
-            passages += [p for p, _ in hits]
-        if precedents:
-            found = self.search_precedents(text, self.settings.precedents_k, exclude_self=exclude_self)
-            lines = [f"Complaint: {_cut(p.snippet, PRECEDENT_CHARS)}\nDepartments: {p.title}" for p in found]
-            blocks.append("Similar past complaints:\n" + "\n".join(lines))
-            passages += found
-        return Grounding("\n\n".join(blocks), passages)
+    def ground(self, text: str, *, policy: bool = True, precedents: bool = False, exclude_self: bool = False,
+               policy_k: int | None = None, precedents_k: int | None = None) -> Grounding:
+        return self.ground_many([text], policy=policy, precedents=precedents, exclude_self=exclude_self,
+                                policy_k=policy_k, precedents_k=precedents_k)[0]
+
+    def ground_many(self, texts: list[str], *, policy: bool = True, precedents: bool = False,
+                    exclude_self: bool = False, policy_k: int | None = None,
+                    precedents_k: int | None = None) -> list[Grounding]:
+        """ground() for many complaints: one query (so one embedding call) per collection for the whole batch."""
+        texts = list(texts)
+        policy_k = policy_k or self.settings.rag_top_k
+        precedents_k = precedents_k or self.settings.precedents_k
+        hits = self.policy_hits_many(texts, policy_k) if policy else [None] * len(texts)
+        found = self.search_precedents_many(texts, precedents_k, exclude_self=exclude_self) if precedents \
+            else [None] * len(texts)
+        return [compose(h, f) for h, f in zip(hits, found)]
+
+
+def policy_block(hits: list[tuple[Passage, str]]) -> str:
+    """The policy passages as the prompt shows them: one line per document."""
+    return "Policy:\n" + "\n".join(f"- {p.title}: {line}" for p, line in hits)
+
+
+def precedents_block(found: list[Passage]) -> str:
+    """Labeled precedents as the prompt shows them (training builds the same block: rag.training_context)."""
+    lines = [f"Complaint: {_cut(p.snippet, PRECEDENT_CHARS)}\nDepartments: {p.title}" for p in found]
+    return "Similar past complaints:\n" + "\n".join(lines)
+
+
+def compose(policy_hits: list[tuple[Passage, str]] | None, precedents: list[Passage] | None) -> Grounding:
+    """One complaint's context: policy lines first, then precedents (either may be absent)."""
+    blocks, passages = [], []
+    if policy_hits is not None:
+        blocks.append(policy_block(policy_hits))
+        passages += [p for p, _ in policy_hits]
+    if precedents is not None:
+        blocks.append(precedents_block(precedents))
+        passages += precedents
+    return Grounding("\n\n".join(blocks), passages)
 
 
 def build_grounder(settings: Settings) -> ChromaGrounder | None:

@@ -18,6 +18,7 @@ class Passage:
     snippet: str
     score: float
     kind: str = "policy"  # "policy" or "precedent"
+    source: str | None = None  # a precedent's origin: "ticket-12" (a supervisor's correction) or "<file>:<line>"
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Routing:
     needs_review: bool = False
     rag: bool = False
     passages: list[Passage] = field(default_factory=list)
+    context_unavailable: str | None = None  # retrieval was wanted (asked for, or the model was tuned with it) but failed
 
     @property
     def label(self) -> str:

@@ -26,6 +26,11 @@ class Grounder(Protocol):
         exclude_self: never return a precedent whose text is this complaint (evaluation).
         """
 
+    def ground_many(self, texts: list[str], *, policy: bool = True, precedents: bool = False,
+                    exclude_self: bool = False, policy_k: int | None = None,
+                    precedents_k: int | None = None) -> list[Grounding]:
+        """ground() for a batch of complaints (one embedding call per collection); k: None = the settings'."""
+
 
 class RetrievalUnavailable(RuntimeError):
     """The store is missing or unreachable; routing goes on without RAG."""

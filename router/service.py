@@ -15,6 +15,7 @@ from router.memory import release_freed_memory
 from router.modelio import BaseModel, load_base_model
 from router.results import STRATEGIES, Routing
 from router.retrieval import RetrievalUnavailable
+from router.served_context import ContextPlan, plan_context
 from router.settings import DEFAULT_TUNED, SHIPPED_ARTIFACTS, Settings
 
 log = logging.getLogger(__name__)
@@ -150,25 +151,33 @@ class RouterService:
         clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
         soft = self.tuned_for(model) if strategy == "tuned" else None
         k = self.settings.shots if shots is None else shots
-        grounded = self._ground(clean, rag, precedents, exclude_self)
+        plan = plan_context(strategy, soft, rag, precedents)  # a context-tuned artifact brings its own context
+        if plan.warning:
+            log.warning(plan.warning)
+        grounded, unavailable = self._ground(clean, plan, exclude_self)
         contexts = [g.context for g in grounded] if grounded else None
         routed = self.engine.route_many(clean, strategy, shots=k, tuned=soft, contexts=contexts,
                                         batch_size=batch_size or self.settings.batch_size)
         for routing, grounding in zip(routed, grounded or []):
             routing.passages = grounding.passages
+        for routing in routed if unavailable else []:
+            routing.context_unavailable = unavailable
         return routed
 
-    def _ground(self, texts, rag: bool, precedents: bool, exclude_self: bool):
-        if not (rag or precedents):
-            return None
+    def _ground(self, texts, plan: ContextPlan, exclude_self: bool):
+        """(groundings or None, why retrieval was wanted but unavailable or None); one retrieval for the batch."""
+        if not plan.wanted:
+            return None, None
         if self.grounder is None:
             log.warning("RAG requested but no retrieval store is configured; routing without it")
-            return None
+            return None, "no retrieval store is configured"
         try:
-            return [self.grounder.ground(t, policy=rag, precedents=precedents, exclude_self=exclude_self) for t in texts]
+            return self.grounder.ground_many(list(texts), policy=plan.policy, precedents=plan.precedents,
+                                             exclude_self=exclude_self, policy_k=plan.policy_k,
+                                             precedents_k=plan.precedents_k), None
         except RetrievalUnavailable as exc:
             log.warning("RAG unavailable (%s); routing without it", exc)
-            return None
+            return None, str(exc)
 
     def compare(self, text: str, strategies: Sequence[str] = STRATEGIES, *, shots: int | None = None,
                 rag: bool = False) -> list[Routing]:

@@ -50,7 +50,7 @@ def test_ingest_twice_then_search(run, corpus):
     results = json.loads(as_json.output)
     assert len(results) == 3
     assert results[0]["doc_id"] == "rule-13" and results[0]["kind"] == "policy"
-    assert set(results[0]) == {"doc_id", "title", "snippet", "score", "kind"}
+    assert set(results[0]) == {"doc_id", "title", "snippet", "score", "kind", "source"}
     assert results[0]["score"] >= results[1]["score"] >= results[2]["score"]
 
 
@@ -108,3 +108,20 @@ def test_recall_command_on_a_labeled_file(run, corpus, tmp_path):
     assert result.exit_code == 0, result.output
     numbers = json.loads(result.output)
     assert (numbers["n"], numbers["recall_any"], numbers["per_rule"]) == (2, 0.5, {"4": 0.0, "10": 1.0})
+
+
+def test_rag_bench_prints_retrieval_cost_per_complaint(run, corpus, tmp_path):
+    from tests.conftest import TINY_TRAIN
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in TINY_TRAIN))
+    assert run("rag", "ingest", str(corpus)).exit_code == 0
+    assert run("rag", "ingest-examples", str(train)).exit_code == 0
+    result = run("rag", "bench", str(train), "--n", "6", "--batch-size", "4", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [(r["policy"], r["precedents"]) for r in rows] == [(False, True), (True, False), (True, True)]
+    for row in rows:
+        assert row["n"] == 6 and row["single_ms"]["p50"] > 0 and row["batched_ms_per_complaint"] > 0
+    table = run("rag", "bench", str(train), "--n", "6")
+    assert "policy+precedents" in table.output and "batched/complaint" in table.output

@@ -98,7 +98,9 @@ def test_a_correction_is_retrievable_at_once_and_survives_reingestion(settings, 
     assert grounder.search_precedents(text, 1)[0].title == "Warehouse, Packaging"
     new = "My smart bulbs keep forgetting their schedule after every power cut."
     pid = add_precedent(settings, new, "Development", "ticket-18")
-    assert grounder.search_precedents("bulbs forget the schedule after a power cut", 1)[0].doc_id == pid
+    found = grounder.search_precedents("bulbs forget the schedule after a power cut", 1)[0]
+    assert (found.doc_id, found.source) == (pid, "ticket-18")  # a correction links back to its ticket
+    assert grounder.search_precedents("The agent hung up on me.", 1)[0].source == "train.jsonl:3"
 
     report = ingest_examples(settings, examples_file)
     assert (report.added, report.updated, report.deleted) == (0, 0, 0)

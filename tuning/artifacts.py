@@ -37,11 +37,11 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
         "method": config.method,
         "base_model": base.model_id,
         "base_model_sha256": base.fingerprint,
-        "prompt_format": "Complaint: {text}\\nDepartments: {labels}",
+        "prompt_format": _prompt_format(extra),
         "trainable_parameters": sum(p.numel() for p in result.trained.parameters()),
         "training_data": {"path": portable_path(data_path), "sha256": file_sha256(data_path), "n_train": result.n_train,
                            "n_validation": result.n_val},
-        "parameters": config.model_dump(),
+        "parameters": _portable_parameters(config),
         "loss_curve": {"train": result.epoch_losses, "validation": result.val_losses, "steps": result.step_losses},
         "validation_exact_set": result.val_exact,
         "best_epoch": result.best_epoch,
@@ -52,6 +52,19 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
+
+
+def _prompt_format(extra: dict | None) -> str:
+    if ((extra or {}).get("context") or {}).get("kind", "none") != "none":
+        return "{context}\\n\\nComplaint: {text}\\nDepartments: {labels}"
+    return "Complaint: {text}\\nDepartments: {labels}"
+
+
+def _portable_parameters(config: TuningConfig) -> dict:
+    parameters = config.model_dump()
+    if parameters.get("init_adapter"):
+        parameters["init_adapter"] = portable_path(Path(parameters["init_adapter"]))
+    return parameters
 
 
 def save_artifact(result: TrainResult, metadata: dict, out: Path) -> Path:

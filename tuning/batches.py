@@ -21,10 +21,13 @@ class Encoded:
     answer: list[int]
 
 
-def encode_examples(examples: Sequence[Example], tokenizer, codec: LabelCodec, parts: PromptParts, max_tokens: int) -> list[Encoded]:
+def encode_examples(examples: Sequence[Example], tokenizer, codec: LabelCodec, parts: PromptParts, max_tokens: int,
+                    contexts: Sequence[str] | None = None) -> list[Encoded]:
+    """Prompt and answer token ids; `contexts` (retrieved text, one per example) go before each complaint as
+    serving puts them (PromptParts.request)."""
     out = []
-    for ex in examples:
-        prompt = list(tokenizer(parts.request(ex.input), add_special_tokens=False)["input_ids"])
+    for ex, context in zip(examples, contexts if contexts is not None else [""] * len(examples)):
+        prompt = list(tokenizer(parts.request(ex.input, context), add_special_tokens=False)["input_ids"])
         if len(prompt) > max_tokens:  # keep the tail: it holds the answer cue
             prompt = prompt[-max_tokens:]
         out.append(Encoded(prompt, codec.answer_ids(ex.departments)))

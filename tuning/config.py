@@ -65,6 +65,22 @@ class TuningConfig(BaseModel):
         description="late-prompt: decisions = cross-entropy of each choice the constrained decoder makes (a softmax over "
         "the tokens it compares); lm = the LM loss on every answer token over the whole vocabulary.",
     )
+    context: Literal["none", "precedents", "policy", "both"] = Field(
+        "none",
+        description="Retrieved text in front of every training complaint, as serving puts it: precedents (similar "
+        "labeled complaints of the training split, never the example itself or a near-duplicate), policy "
+        "(passages from the RAG store), both, or none. The artifact records it and serving retrieves the same.",
+    )
+    init_adapter: str | None = Field(
+        None,
+        description="lora: start from this LoRA artifact's adapter weights (its rank and alpha are used) instead of "
+        "fresh ones, e.g. to teach a model tuned without context to read retrieved context.",
+    )
+    train_examples: int | None = Field(
+        None, ge=1,
+        description="Train on this many examples of the training split (a seeded sample; the validation split and, "
+        "with --context, the precedents' pool stay the whole split), for a tune that must fit a time budget.",
+    )
     init: Literal["text", "random"] = Field(
         "text", description="Initialize from the business instruction text (its embeddings, or its keys/values for prefix), or randomly."
     )
@@ -109,6 +125,11 @@ class TuningConfig(BaseModel):
     def _check(self) -> "TuningConfig":
         if self.init_text is not None and not self.init_text.strip():
             raise ValueError("init_text must not be empty")
+        if self.init_adapter is not None and self.method != "lora":
+            raise ValueError("init_adapter: only a LoRA tune can start from a LoRA adapter")
+        if self.context != "none" and self.method == "late-prompt":
+            raise ValueError("context: a late prompt picks its epoch by routing the validation split without "
+                             "context; use --method lora, prompt or prefix with --context")
         low, high = LR_RANGES[self.method]
         if not low <= self.learning_rate <= high:
             raise ValueError(

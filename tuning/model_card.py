@@ -38,6 +38,16 @@ def _metrics_lines(meta: dict) -> list[str]:
     return lines or ["- not evaluated yet (`triage eval --model <this directory>`)"]
 
 
+def _context_lines(meta: dict) -> list[str]:
+    context = meta.get("context") or {}
+    if context.get("kind", "none") == "none":
+        return []
+    counts = ", ".join(f"{key} {context[key]}" for key in ("policy_k", "precedents_k") if key in context)
+    return [f"- tuned with retrieved context `{context['kind']}` ({counts}); serving retrieves the same for every "
+            "complaint (precedents in training came from the training split, each example without itself and its "
+            "near-duplicates)"]
+
+
 def model_card(meta: dict) -> str:
     params = meta.get("parameters", {})
     method = meta.get("method", "prompt")
@@ -54,6 +64,7 @@ def model_card(meta: dict) -> str:
         "loading it on another base model is refused",
         f"- trainable parameters: {meta.get('trainable_parameters', 'n/a')}",
         f"- prompt format: `{meta.get('prompt_format')}`",
+        *_context_lines(meta),
         "",
         "## How it was made",
         "",

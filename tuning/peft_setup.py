@@ -19,6 +19,8 @@ def _init_ids(tokenizer, text: str, n: int) -> torch.Tensor:
 def build_peft_model(base, config: TuningConfig):
     """A PEFT model over `base.model` whose only trainable weights are the soft prompt."""
     task = TaskType.SEQ_2_SEQ_LM if base.is_seq2seq else TaskType.CAUSAL_LM
+    if config.method == "lora" and config.init_adapter:
+        return _from_adapter(base, config.init_adapter)
     if config.method == "lora":
         # LoRA injects layers into the model it wraps: train on a copy so the shared base stays frozen and clean.
         peft_config = LoraConfig(task_type=task, r=config.lora_rank, lora_alpha=config.lora_alpha,
@@ -56,3 +58,20 @@ def _init_from_text(model, base, config: TuningConfig) -> None:
         rows += [key[0].transpose(0, 1), value[0].transpose(0, 1)]  # [n, heads, head_dim]
     stacked = torch.stack(rows, dim=1)  # [n, layers*2, heads, head_dim]
     weight.copy_(stacked.reshape(weight.shape).to(weight.dtype))
+
+
+def _from_adapter(base, path: str):
+    """A trainable copy of an existing LoRA artifact's adapters on a copy of the base (refused on another base)."""
+    import warnings
+
+    from peft import PeftModel
+
+    from router.artifact import ArtifactError, check_base, read_metadata
+
+    metadata = read_metadata(path)
+    if metadata.get("method") != "lora":
+        raise ArtifactError(f"{path}: not a LoRA artifact (method {metadata.get('method')!r})")
+    check_base(metadata, base, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return PeftModel.from_pretrained(copy.deepcopy(base.model), str(path), is_trainable=True)

@@ -104,15 +104,27 @@ def train(
     config: TuningConfig,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    context_for: Callable[[list[Example], list[Example], list[Example]], tuple[list[str], list[str]]] | None = None,
 ) -> TrainResult:
+    """context_for(examples trained on, validation split, training split) -> the retrieved context of each example
+    trained on and validated on, put in front of the complaint as serving does (rag.training_context); precedents
+    come from the training split. None: no context."""
+    if config.context != "none" and context_for is None:
+        raise ValueError(f"context {config.context!r}: this tune has no retrieval to build it (triage tune --context "
+                         "builds it; retraining jobs and the console tune without context)")
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     tokenizer = base.tokenizer
     codec = LabelCodec.for_tokenizer(tokenizer)
     parts = tuned_prompt(base.is_seq2seq)
     train_set, val_set = split_validation(examples, config.val_fraction, config.seed)
-    train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens)
-    val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens)
+    pool = train_set
+    if config.train_examples and config.train_examples < len(train_set):
+        chosen = sorted(random.Random(config.seed).sample(range(len(train_set)), config.train_examples))
+        train_set = [train_set[i] for i in chosen]
+    train_context, val_context = context_for(train_set, val_set, pool) if context_for else (None, None)
+    train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens, train_context)
+    val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens, val_context)
     started = time.perf_counter()
 
     def cache_progress(done: int, total: int, elapsed: float) -> None:

@@ -24,18 +24,40 @@ class TuneRun:
     dev_metrics: dict | None = None  # the held-out evaluation, when a dev file was given
 
 
-def training_service(settings: Settings) -> RouterService:
+def training_service(settings: Settings, context: str = "none") -> RouterService:
     """A routing service on full-precision weights, whatever the serving precision (bf16 autocast is a tuning
-    parameter), to train on and to evaluate the result with."""
-    return RouterService(settings.model_copy(update={"precision": "fp32"}))
+    parameter), to train on and to evaluate the result with (a context-tuned model with its context)."""
+    grounder = None
+    if context != "none":
+        from rag.grounding import build_grounder
+
+        grounder = build_grounder(settings)
+    return RouterService(settings.model_copy(update={"precision": "fp32"}), grounder=grounder)
+
+
+def training_contexts(config: TuningConfig, settings: Settings):
+    """What the tune retrieves for each example (None: no context), with serving's k from the settings."""
+    if config.context == "none":
+        return None
+    from rag.training_context import TrainingContexts
+
+    return TrainingContexts(config.context, settings.rag_top_k, settings.precedents_k)
 
 
 def tune_artifact(service: RouterService, examples: Sequence[Example], config: TuningConfig, data_path: Path,
                   out: Path, *, version: str | None = None, dev: Sequence[Example] = (), dev_path: Path | None = None,
-                  on_progress: Callable | None = None) -> TuneRun:
+                  on_progress: Callable | None = None, on_message: Callable[[str], None] | None = None) -> TuneRun:
+    """Train (with the retrieved context serving will use, for `config.context`), save, evaluate on `dev`."""
     base = service.engine.base
-    result = train(base, examples, config, on_progress=on_progress)
-    save_artifact(result, build_metadata(base, config, result, Path(data_path), version or out.name), out)
+    settings = service.settings
+    contexts = training_contexts(config, settings)
+    context_for = None
+    if contexts is not None:
+        def context_for(train_set, val_set, pool):
+            return contexts.build(settings, train_set, val_set, pool, on_progress=on_message or (lambda m: None))
+    result = train(base, examples, config, on_progress=on_progress, context_for=context_for)
+    extra = {"context": contexts.to_json()} if contexts is not None else None
+    save_artifact(result, build_metadata(base, config, result, Path(data_path), version or out.name, extra), out)
     loss_png(result.epoch_losses, result.val_losses, out / "loss.png", f"{config.method} tuning loss", loss_unit(config))
     run = TuneRun(out, result)
     if dev:

@@ -44,6 +44,8 @@ class PassageOut(BaseModel):
     snippet: str
     score: float
     kind: str
+    source: Optional[str] = Field(default=None, description="A precedent's origin: 'ticket-12' for a supervisor's "
+                                  "correction of ticket 12, '<file>:<line>' for a training example.")
 
 
 class RoutingOut(BaseModel):

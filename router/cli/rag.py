@@ -116,3 +116,28 @@ def eval_command(file: Path | None, k: int, as_json: bool) -> None:
     click.echo(f"{path}: {result['n']} examples with a rule, recall@{k}: "
                f"any {result['recall_any']:.3f}, all {result['recall_all']:.3f}")
     click.echo("per rule: " + ", ".join(f"{r}: {v:.2f}" for r, v in result["per_rule"].items()))
+
+
+@rag.command("bench")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option("--n", "n", type=click.IntRange(1), default=160, show_default=True, help="How many complaints.")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def bench_command(file: Path | None, n: int, batch_size: int, as_json: bool) -> None:
+    """Retrieval cost per complaint (embed + search): one at a time (p50/p99) and batched (default: data/dev.jsonl)."""
+    from tuning.retrieval_bench import format_retrieval, retrieval_numbers
+    from rag.grounding import ChromaGrounder
+    from router.dataset import load_examples
+    from router.settings import project_root
+
+    settings = get_settings()
+    path = file or project_root() / "data" / "dev.jsonl"
+    texts = [ex.input for ex in load_examples(path, settings.max_input_chars)][:n]
+    grounder = ChromaGrounder(settings)
+    results = [retrieval_numbers(grounder, texts, policy=policy, precedents=precedents, batch_size=batch_size)
+               for policy, precedents in ((False, True), (True, False), (True, True))]
+    if as_json:
+        click.echo(json.dumps(results, indent=1))
+        return
+    click.echo(f"{path.name}, n={len(texts)}, batches of {batch_size}")
+    click.echo(format_retrieval(results))

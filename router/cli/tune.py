@@ -51,6 +51,15 @@ def _progress_printer(stream):
               f"{_default('prompt_dropout')}).")
 @click.option("--prompt-loss", type=click.Choice(["decisions", "lm"]), default=None,
               help=f"late-prompt: loss on the decoder's decisions or the LM loss (default {_default('prompt_loss')}).")
+@click.option("--context", type=click.Choice(["none", "precedents", "policy", "both"]), default=None,
+              help="Retrieved text in front of each training complaint, as serving puts it: precedents (from the "
+              "training split, never the example itself or a near-duplicate), policy (passages from the RAG store: "
+              "run `triage rag ingest` first), both, or none (default). Serving retrieves the same automatically.")
+@click.option("--init-adapter", type=click.Path(exists=True, file_okay=False), default=None,
+              help="lora: start from this LoRA artifact's adapters (its rank and alpha) instead of fresh ones.")
+@click.option("--train-examples", type=int, default=None,
+              help="Train on a seeded sample of this many examples of the training split (validation split and "
+              "precedents' pool unchanged), to fit a time budget.")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
 @click.option("--init-text", default=None, help="Initialization text (default: the business instruction).")
 @click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
@@ -91,11 +100,12 @@ def tune(data_path, out_path, dev_path, version, **params):
     settings = get_settings()
     examples = load_examples(data_path, settings.max_input_chars)
     dev = load_examples(dev_path, settings.max_input_chars) if dev_path else []
-    service = training_service(settings)
+    service = training_service(settings, context=config.context)
     click.echo(f"tuning {describe_method(config)} on {len(examples)} examples "
                f"from {data_path}; base model {service.engine.base.model_id}", err=True)
     run = tune_artifact(service, examples, config, Path(data_path), Path(out_path), version=version, dev=dev,
-                        dev_path=dev_path, on_progress=_progress_printer(sys.stderr))
+                        dev_path=dev_path, on_progress=_progress_printer(sys.stderr),
+                        on_message=lambda m: click.echo(m, err=True))
     result = run.result
     click.echo(loss_terminal(result.epoch_losses, result.val_losses), err=True)
     click.echo(f"best epoch {result.best_epoch}; {result.seconds:.0f}s ({result.seconds_per_epoch:.0f}s/epoch)", err=True)

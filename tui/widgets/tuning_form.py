@@ -11,7 +11,9 @@ from textual.widgets import Input, Label, Select
 
 from router.application.retraining import TuningConfig, describe_error, field_range
 
-SKIPPED = {"init_text"}  # free text; the business instruction is the sensible default
+# init_text: free text, the business instruction is the sensible default; context, init_adapter, train_examples:
+# `triage tune` options (a console retrain has no retrieval to build a context from, and starts fresh on all data)
+SKIPPED = {"init_text", "context", "init_adapter", "train_examples"}
 
 
 SHORT_NAMES = {"early_stopping_patience": "early stop patience"}

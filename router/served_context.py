@@ -1,0 +1,52 @@
+"""Which retrieved context a routing gets: the tuned artifact's own, plus whatever the caller asks for.
+
+A model tuned with context (``triage tune --context precedents|policy|both``) records it in its triage.json
+(``"context": {"kind": "precedents", "precedents_k": 3, ...}``): serving it retrieves the same kind and number
+of passages for every complaint, whether or not the caller asked. Asking a model for a context it was not
+tuned with is served, with a warning: a model sees such text for the first time and routes worse with it
+(the README's RAG table). Nothing here retrieves: the service does, through its grounder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NO_CONTEXT = {"kind": "none"}
+
+
+@dataclass(frozen=True)
+class ContextPlan:
+    policy: bool
+    precedents: bool
+    policy_k: int | None = None  # None: the settings' rag_top_k
+    precedents_k: int | None = None  # None: the settings' precedents_k
+    warning: str | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return self.policy or self.precedents
+
+
+def recorded_context(metadata: dict | None) -> dict:
+    """The context an artifact was tuned with ({"kind": "none"} for one tuned without)."""
+    context = (metadata or {}).get("context") or NO_CONTEXT
+    return context if isinstance(context, dict) and context.get("kind") else NO_CONTEXT
+
+
+def plan_context(strategy: str, tuned, rag: bool, precedents: bool) -> ContextPlan:
+    """What to retrieve for a routing with `strategy` (and `tuned`, the artifact it runs, if tuned)."""
+    if strategy != "tuned" or tuned is None:
+        return ContextPlan(bool(rag), bool(precedents))
+    context = recorded_context(tuned.metadata)
+    kind = context["kind"]
+    own_policy, own_precedents = kind in ("policy", "both"), kind in ("precedents", "both")
+    extra = [name for name, asked, own in (("policy passages", rag, own_policy), ("precedents", precedents, own_precedents))
+             if asked and not own]
+    warning = None
+    if extra:
+        tuned_with = "no retrieved context" if kind == "none" else f"context {kind!r}"
+        warning = (f"{tuned.version} was tuned with {tuned_with}; serving it with {' and '.join(extra)} shows it "
+                   "text it never saw in training (tune one with `triage tune --context ...`)")
+    return ContextPlan(own_policy or bool(rag), own_precedents or bool(precedents),
+                       context.get("policy_k") if own_policy else None,
+                       context.get("precedents_k") if own_precedents else None, warning)

@@ -1,0 +1,59 @@
+"""Corrections act at once: route the new-rule complaints and a held-out file before and after saving the
+supervisors' corrections as precedents, with no retrain in between (data/scenario/RULE.md says what changed).
+
+    python scripts/correction_scenario.py --model router/artifacts/smollm2-complaints-precedents
+    python scripts/correction_scenario.py --model DIR --held-out data/dev.jsonl --json
+
+Builds a scratch retrieval store (policy corpus + the training file's precedents) in a temporary directory,
+so the configured store is never changed. The model should be one tuned with precedents (`triage tune
+--context precedents`); `--precedents` serves a model tuned without context with precedents too (with a warning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def affected_lines(rule_file: Path, held_out: Path) -> list[int]:
+    """Held-out lines the rule change relabels, listed in RULE.md as `<file name>: line N, line M`."""
+    for line in rule_file.read_text().splitlines():
+        if line.startswith(f"- `{held_out.name}`:"):
+            return [int(word) for word in line.replace(",", " ").split() if word.isdigit()]
+    return []
+
+
+def main(argv=None) -> int:
+    from rag.scenario import SCENARIO_DIR, format_scenario, run_scenario
+    from router.settings import Settings
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, type=Path, help="tuned artifact directory")
+    parser.add_argument("--held-out", type=Path, default=ROOT / "data" / "dev.jsonl")
+    parser.add_argument("--train", type=Path, default=None, help="precedents of the scratch store (default: the shots file)")
+    parser.add_argument("--scenario", type=Path, default=SCENARIO_DIR)
+    parser.add_argument("--precedents", action="store_true",
+                        help="retrieve precedents even if the model was not tuned with them (it is warned about)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    affected = affected_lines(args.scenario / "RULE.md", args.held_out)
+    result = run_scenario(Settings(), args.model, held_out_path=args.held_out, train_path=args.train,
+                          scenario_dir=args.scenario, affected=affected, precedents=args.precedents,
+                          say=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result.to_json(), indent=1) if args.json else format_scenario(result, args.held_out.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
