@@ -70,7 +70,9 @@ def test_a_killed_multi_worker_run_resumes_to_the_single_process_bytes(tiny_env,
     """SIGKILL of `triage route --workers 2` mid-run: its workers stop too, and the same command continues
     the output to the bytes an uninterrupted single-process run writes."""
     source = tmp_path / "backlog.txt"
-    source.write_text("\n".join(COMPLAINTS * 2) + "\n")  # 320 complaints, 3 chunks of 128
+    # 960 complaints, 8 chunks of 128: two workers finish chunks in pairs, so with only 3 chunks a fast host
+    # could write all of them before the kill landed.
+    source.write_text("\n".join(COMPLAINTS * 6) + "\n")
     triage = str(Path(sys.executable).parent / "triage")
     env = dict(tiny_env, TRIAGE_TORCH_THREADS="1")
     single = tmp_path / "single.jsonl"
@@ -85,14 +87,14 @@ def test_a_killed_multi_worker_run_resumes_to_the_single_process_bytes(tiny_env,
     workers = _children(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    assert 0 < killed.read_bytes().count(b"\n") < 320, "killed mid-run"
+    assert 0 < killed.read_bytes().count(b"\n") < 960, "killed mid-run"
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)], "workers outlived the killed run"
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
     assert killed.read_bytes() == single.read_bytes()
-    assert [o["line"] for o in read_jsonl(killed)] == list(range(1, 321))
+    assert [o["line"] for o in read_jsonl(killed)] == list(range(1, 961))
 
 
 def test_workers_out_of_range_or_without_a_file_are_refused(tiny_env, tmp_path):
