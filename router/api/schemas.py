@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Annotated, Any, Optional
 
 from fastapi import Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from router.db.models import MAX_ROW_ID, Strategy, _Forbid
 from router.results import Routing
@@ -48,24 +50,21 @@ class PassageOut(BaseModel):
                                   "correction of ticket 12, '<file>:<line>' for a training example.")
 
 
-class RoutingOut(BaseModel):
-    """One routing: departments, per-department confidence and its cost."""
-
-    departments: list[str]
-    confidence: dict[str, float]
-    strategy: str
-    input_tokens: int
-    generated_tokens: int
-    latency_ms: float
-    virtual_tokens: int
-    model_version: Optional[str]
-    needs_review: bool
-    rag: bool
-    passages: list[PassageOut]
-
+class _RoutingBase(BaseModel):
     @classmethod
     def of(cls, routing: Routing) -> "RoutingOut":
         return cls.model_validate(routing.to_json())
+
+
+def _every_field_of(dataclass_type, replace: dict) -> dict:
+    """The dataclass's fields as required pydantic fields (types from its annotations, some replaced)."""
+    hints = typing.get_type_hints(dataclass_type)
+    return {f.name: (replace.get(f.name, hints[f.name]), ...) for f in dataclasses.fields(dataclass_type)}
+
+
+# One routing as the API returns it: every field of router.results.Routing (one list of fields, not two).
+RoutingOut = create_model("RoutingOut", __base__=_RoutingBase, __doc__="One routing: departments, per-department "
+                          "confidence and its cost.", **_every_field_of(Routing, {"passages": list[PassageOut]}))
 
 
 class CompareOut(BaseModel):

@@ -34,25 +34,22 @@ def rag() -> None:
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 def ingest(directory: Path | None) -> None:
     """Index the policy corpus (default: data/policies, or TRIAGE_POLICIES_DIR). Safe to repeat."""
-    from rag.ingest import default_policies_dir, ingest_policies
+    from rag.ingest import ingest_policies
     from rag.store import location
 
     settings = get_settings()
-    source = directory or default_policies_dir(settings)
-    report = ingest_policies(settings, source)
-    click.echo(f"{source}: {report.summary('document')} chunks in {location(settings)}")
+    source = directory or settings.resolved_policies_dir
+    click.echo(f"{source}: {ingest_policies(settings, source).summary('document')} chunks in {location(settings)}")
 
 
 @rag.command("ingest-examples")
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 def ingest_examples_command(file: Path | None) -> None:
     """Index labeled complaints as precedents (default: TRIAGE_SHOTS_FILE, else data/complaints.jsonl). Safe to repeat."""
-    from rag.precedents import default_examples_file, ingest_examples
+    from rag.precedents import ingest_examples
 
-    settings = get_settings()
-    source = file or default_examples_file(settings)
-    report = ingest_examples(settings, source)
-    click.echo(f"{source}: {report.summary('example')} precedents")
+    source = file or get_settings().resolved_shots_file
+    click.echo(f"{source}: {ingest_examples(get_settings(), source).summary('example')} precedents")
 
 
 @rag.command()
