@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from router.artifact import TunedModel, load_tuned_model
 from router.dataset import Example, load_examples
@@ -178,13 +178,3 @@ class RouterService:
         except RetrievalUnavailable as exc:
             log.warning("RAG unavailable (%s); routing without it", exc)
             return None, str(exc)
-
-    def compare(self, text: str, strategies: Sequence[str] = STRATEGIES, *, shots: int | None = None,
-                rag: bool = False) -> list[Routing]:
-        return list(self.compare_iter(text, strategies, shots=shots, rag=rag))
-
-    def compare_iter(self, text: str, strategies: Sequence[str] = STRATEGIES, *, shots: int | None = None,
-                     rag: bool = False) -> Iterator[Routing]:
-        """Each strategy's routing as soon as it is done (for live side-by-side views)."""
-        for strategy in strategies:
-            yield self.route(text, strategy, shots=shots, rag=rag)

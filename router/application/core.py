@@ -158,10 +158,9 @@ class Application:
         """Route and store complaints exactly once per external_id / idempotency key (see application.intake)."""
         return intake(session, self.scheduler, items, **options)
 
-    def record_routing(self, text: str, routing: Routing, source: str = "console") -> int:
+    def record_routing(self, text: str, routing: Routing) -> int:
         """Store a complaint routed already (the console routes it live first); returns the ticket id."""
-        with self.session() as s:
-            return store.create_ticket_with_routing(s, text, routing, source=source).id
+        return self.store.record_routing(text, routing)
 
     def correct(self, ticket_id: int, departments: Sequence[str], *, who: str, why: str | None = None,
                 session: Session | None = None) -> CorrectionPublic:
@@ -207,5 +206,5 @@ class Application:
             return row is not None and row.role == "supervisor"
 
     def accept(self, ticket_id: int) -> TicketPublic:
-        with self.session() as s:
-            return store.accept_routing(s, ticket_id)
+        """An agent confirmed the routing: the ticket leaves the review queue."""
+        return self.store.record_acceptance(ticket_id)

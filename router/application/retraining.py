@@ -84,10 +84,6 @@ class Retraining:
             jobs.reap(self.settings, s)
             return [jobs.public(self.settings, j, with_curve=False) for j in jobs.list_jobs(s, limit)]
 
-    def live(self) -> TuningJob | None:
-        with self._session() as s:
-            return jobs.live_job(s)
-
     def cancel(self, job_id: int) -> TuningJobPublic:
         """Ask the job to stop at its next step (it registers nothing); Conflict if it already ended."""
         with self._session() as s:
