@@ -27,7 +27,7 @@ METADATA = "triage.json"
 
 
 class ArtifactError(ValueError):
-    """A soft-prompt artifact that is missing, malformed or made for another base model."""
+    """A tuned artifact that is missing, malformed or made for another base model."""
 
 
 @dataclass

@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     gguf_file: str | None = Field(None, description="GGUF file name inside base_model, when it is a GGUF repo/dir.")
     model_kind: Literal["auto", "causal", "seq2seq"] = Field("auto", description="Architecture family; auto reads the config.")
     tuned_model: Path | None = Field(
-        None, description="Soft-prompt artifact directory; default: the registry's active version, else the shipped one."
+        None, description="Tuned artifact directory (LoRA adapter or soft prompt); default: the registry's active "
+        "version, else the shipped one (LoRA)."
     )
     torch_threads: int = Field(0, ge=0, le=256, description="torch intra-op threads; 0 = number of cores.")
     precision: Literal["fp32", "bf16", "int8"] = Field(

@@ -12,7 +12,7 @@ from router.store.errors import Conflict, InvalidInput, NotFound, add_unique, js
 
 def register_model_version(session: Session, artifact_path: str | Path, *, metrics: dict | None = None,
                            active_by: str | None = None) -> ModelVersion:
-    """Add a trained soft-prompt artifact as a candidate version (active at once, promoted by `active_by`,
+    """Add a tuned artifact (LoRA adapter or soft prompt) as a candidate version (active at once, promoted by `active_by`,
     when given: for the first version of an empty registry only).
 
     Its name is the artifact's own version (triage.json, else the directory name): the

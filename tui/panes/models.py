@@ -17,7 +17,7 @@ def metric(row, name: str) -> str:
 
 
 class ModelsPane(Vertical):
-    """Registered soft-prompt versions, newest first; p promotes the selected one, b rolls back the active one."""
+    """Registered tuned-model versions, newest first; p promotes the selected one, b rolls back the active one."""
 
     BINDINGS = [
         Binding("p", "promote", "Promote"),

@@ -31,7 +31,7 @@ class SupervisorScreen(Screen):
     PALETTE = [
         ("Review queue", "tab('review')", "Unsure routings and untrained corrections (r)"),
         ("Training data distribution", "tab('data')", "Label sets, alone vs paired, pairs matrix (d)"),
-        ("Retrain form", "tab('retrain')", "Tune a new soft prompt (t)"),
+        ("Retrain form", "tab('retrain')", "Retrain the tuned model on the corrections (t)"),
         ("Model versions", "tab('models')", "Promote and roll back (m)"),
         ("Reload review queue", "pane('review', 'reload')", "Read the queue from the database again"),
         *[(f"Review: toggle {name}", f"pane('review', 'toggle({i})')", f"Add or remove {name} on the selected ticket ({i})")

@@ -1,4 +1,4 @@
-"""Model versions: list, promote (hot-swaps the served soft prompt), roll back (supervisor)."""
+"""Model versions: list, promote (hot-swaps the served tuned model), roll back (supervisor)."""
 
 from __future__ import annotations
 
