@@ -2,7 +2,8 @@
 
 Files (beside `triage.json`)::
 
-    soft_prompt.safetensors   keys, values: [layers - first_layer, kv_heads, n, head_dim], float32
+    soft_prompt.safetensors   keys, values: [layers - first_layer, kv_heads, n, head_dim], bfloat16 (the
+                              precision the product serves in; older artifacts hold float32, read the same way)
     soft_prompt.json          how to apply them (below)
 
 How to apply: the prompt occupies positions 0..n-1 in front of every input. At decoder layers
@@ -25,6 +26,7 @@ from router.devices import device_of
 SOFT_PROMPT_WEIGHTS = "soft_prompt.safetensors"
 SOFT_PROMPT_CONFIG = "soft_prompt.json"
 LATE_PROMPT = "late-prompt"
+STORED_DTYPE = torch.bfloat16
 
 
 def save_late_prompt(directory: Path, keys: torch.Tensor, values: torch.Tensor, first_layer: int,
@@ -32,8 +34,9 @@ def save_late_prompt(directory: Path, keys: torch.Tensor, values: torch.Tensor, 
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    # fp32 on the CPU whatever the device it was trained on: the file loads anywhere
-    save_file({"keys": keys.detach().float().cpu().contiguous(), "values": values.detach().float().cpu().contiguous()},
+    # bf16 (half the file; serving runs in bf16) on the CPU whatever the device it was trained on: loads anywhere
+    save_file({"keys": keys.detach().to(STORED_DTYPE).cpu().contiguous(),
+               "values": values.detach().to(STORED_DTYPE).cpu().contiguous()},
               str(directory / SOFT_PROMPT_WEIGHTS))
     config = {
         "method": LATE_PROMPT,

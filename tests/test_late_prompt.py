@@ -208,3 +208,43 @@ def test_a_lora_model_cannot_join_a_mixed_batch(tiny_base, tiny_train_file, tmp_
     lora, _ = tune_method(tiny_base, tiny_train_file, tmp_path, "lora")
     with pytest.raises(StrategyError, match="LoRA"):
         Engine(tiny_base).route_mixed(TEXTS[:2], [load_tuned_model(lora, tiny_base)] * 2)
+
+
+@pytest.mark.parametrize("loss_name", ["decisions", "lm"])
+def test_a_step_split_across_cores_gives_the_loss_and_gradients_of_one_batch(tokenizer, tiny_train_file, loss_name):
+    """tuning.shards: the batch in one shard per core (threads), gradients summed in .grad as one batch's."""
+    from router.dataset import load_examples
+    from router.prompting import tuned_prompt
+    from tuning.batches import encode_examples
+    from tuning.late_objective import late_prompt_loss
+    from tuning.late_prompt import DecoderParts, LatePrompt, init_ids, text_keys_values
+    from tuning.layer_cache import cache_examples
+    from tuning.shards import ShardedBackward, split_batch
+
+    assert [len(p) for p in split_batch(list(range(7)), 2)] == [4, 3]
+    assert split_batch([1], 2) == [[1]]
+    base = _deep_tiny(tokenizer)
+    codec = LabelCodec.for_tokenizer(tokenizer)
+    examples = load_examples(tiny_train_file)[:7]
+    items = encode_examples(examples, tokenizer, codec, tuned_prompt(), 64)
+    prompt = LatePrompt(text_keys_values(base.model, init_ids(tokenizer, "Route this complaint.", 5)), first_layer=2)
+    parts = DecoderParts.of(base.model)
+    cached = cache_examples(parts, prompt, items, codec, [e.departments for e in examples], tokenizer.pad_token_id,
+                            nullcontext(), torch.float32)
+
+    def loss(batch):
+        return late_prompt_loss(parts, prompt, batch, loss_name, nullcontext())
+
+    def terms(item):
+        return len(item.decisions) if loss_name == "decisions" else len(item.encoded.answer)
+
+    whole = float(loss(cached))
+    expected = [g.clone() for g in torch.autograd.grad(loss(cached) * 0.5, [prompt.keys, prompt.values])]
+    threads = torch.get_num_threads()
+    sharded = ShardedBackward(loss, terms, shards=2)
+    value = sharded.run(cached, scale=0.5)
+    sharded.close()
+    assert value == pytest.approx(whole, rel=1e-5)
+    assert torch.get_num_threads() == threads, "the step gives the process its intra-op threads back"
+    for got, want in zip([prompt.keys.grad, prompt.values.grad], expected):
+        assert torch.allclose(got, want, atol=1e-6, rtol=1e-4)

@@ -1,7 +1,8 @@
 """What one training step computes, per method: a PEFT model's LM loss, or a late prompt's decision loss.
 
-The train loop (`tuning.train`) only sees `parameters()`, `loss(items)`, `snapshot()`/`restore()`
-and `save(directory)`; each objective owns its model and its prepared examples.
+The train loop (`tuning.train`) only sees `parameters()`, `backward(items, scale)` (a late prompt splits it across
+the cores: `tuning.shards`), `loss(items)`, `snapshot()`/`restore()` and `save(directory)`; each objective owns its
+model and its prepared examples.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from router.departments import INSTRUCTION
 from router.modelio import BaseModel
 from tuning.batches import Encoded, answer_loss, causal_batch, keeps_logits_subset, seq2seq_batch, virtual_tokens
 from tuning.config import TuningConfig
+from tuning.shards import ShardedBackward
 
 
 def autocast_for(config: TuningConfig, device: torch.device | str = "cpu"):
@@ -56,6 +58,12 @@ class PeftObjective:
             with autocast:
                 return self.model(**batch).loss
         return answer_loss(self.model, batch, virtual_tokens(self.model), autocast)
+
+    def backward(self, items: Sequence[Encoded], scale: float = 1.0) -> float:
+        """Add scale x the batch's gradients to `.grad`; the batch's loss."""
+        loss = self.loss(items)
+        (loss * scale).backward()
+        return float(loss.detach())
 
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
@@ -106,6 +114,13 @@ class LatePromptObjective:
         cached = cache_examples(self.parts, self.prompt, every, codec, labels, pad, autocast, dtype, on_progress=on_cache)
         self.train_items, self.val_items = cached[: len(train_items)], cached[len(train_items) :]
         self.val_set = list(val_set)
+        # a step's batch split across the CPU's cores (tuning.shards); one shard on a GPU
+        shards = torch.get_num_threads() if torch.device(self.device).type == "cpu" else 1
+        self.sharded = ShardedBackward(self.loss, self._loss_terms, shards)
+
+    def _loss_terms(self, item) -> int:
+        """How many terms an example adds to the batch's mean loss."""
+        return len(item.decisions) if self.config.prompt_loss == "decisions" else len(item.encoded.answer)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.prompt.parameters())
@@ -116,6 +131,10 @@ class LatePromptObjective:
         dropout = self.config.prompt_dropout if self.prompt.training else 0.0
         return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss,
                                 autocast_for(self.config, self.device), dropout)
+
+    def backward(self, items, scale: float = 1.0) -> float:
+        """Add scale x the batch's gradients to `.grad` (one shard per core); the batch's loss."""
+        return self.sharded.run(items, scale)
 
     def train(self, mode: bool = True) -> None:
         self.prompt.train(mode)
@@ -146,8 +165,11 @@ class LatePromptObjective:
         return right / len(self.val_set)
 
     def save(self, directory: Path) -> None:
-        from router.soft_prompt import save_late_prompt
+        from router.soft_prompt import STORED_DTYPE, save_late_prompt
 
+        with torch.no_grad():  # the prompt takes the stored precision, so what was trained is what is served
+            for p in self.prompt.parameters():
+                p.copy_(p.to(STORED_DTYPE).to(p.dtype))
         save_late_prompt(directory, self.prompt.keys.detach(), self.prompt.values.detach(), self.config.prompt_layer,
                          self.init_ids, self.init_text)
 

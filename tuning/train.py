@@ -150,11 +150,10 @@ def train(
         for index, items in enumerate(batches):
             if should_stop and should_stop():
                 raise Cancelled()
-            loss = objective.loss(items)
-            (loss / config.accumulation_steps).backward()
-            epoch_loss += float(loss.detach()) * len(items)
+            loss = objective.backward(items, 1 / config.accumulation_steps)
+            epoch_loss += loss * len(items)
             seen += len(items)
-            result.step_losses.append(float(loss.detach()))
+            result.step_losses.append(loss)
             if (index + 1) % config.accumulation_steps == 0 or index + 1 == len(batches):
                 lr = lr_at(update, total_updates, config)
                 for group in optimizer.param_groups:
@@ -166,7 +165,7 @@ def train(
                 if on_progress:
                     done = (epoch - 1) * len(batches) + index + 1
                     eta = (time.perf_counter() - loop_started) / done * (config.epochs * len(batches) - done)
-                    on_progress(Progress(epoch, config.epochs, update, total_updates, float(loss.detach()), lr,
+                    on_progress(Progress(epoch, config.epochs, update, total_updates, loss, lr,
                                          time.perf_counter() - started, eta))
         result.epoch_losses.append(epoch_loss / max(1, seen))
         val_loss = evaluate_loss(objective, val_items)
