@@ -243,7 +243,6 @@ def test_a_step_split_across_cores_gives_the_loss_and_gradients_of_one_batch(tok
     threads = torch.get_num_threads()
     sharded = ShardedBackward(loss, terms, shards=2)
     value = sharded.run(cached, scale=0.5)
-    sharded.close()
     assert value == pytest.approx(whole, rel=1e-5)
     assert torch.get_num_threads() == threads, "the step gives the process its intra-op threads back"
     for got, want in zip([prompt.keys.grad, prompt.values.grad], expected):
