@@ -2,11 +2,12 @@
 
 A late prompt's step multiplies small matrices (16 complaints x ~50 tokens), where one process's
 intra-op threads scale poorly (on 2 cores a step took 1.08-1.25 s at two threads, 0.74 s as two
-one-thread shards). So a batch
-is split into one shard per core; each shard runs its forward and backward in its own thread with one
-intra-op thread, and the gradients of the shared prompt add up in `.grad` as one batch's would (each
-shard's mean loss is weighted by its share of the batch's loss terms, so the sum is the batch's mean).
-With two shards the sum is bit-identical whichever finishes first (a + b == b + a).
+one-thread shards). So a batch is split into one shard per core; each shard runs its forward and
+backward in its own thread with one intra-op thread, and the gradients of the shared prompt add up
+in `.grad` as one batch's would (each shard's mean loss is weighted by its share of the batch's loss
+terms, so the sum is the batch's mean). With two shards and an empty `.grad` (no accumulation steps)
+the sum is bit-identical whichever shard finishes first (a + b == b + a); with more shards, gradient
+accumulation or prompt dropout (random draws from threads) the last bits can differ between runs.
 """
 
 from __future__ import annotations
