@@ -17,7 +17,7 @@ from router.dataset import load_examples
 from router.codec import LabelCodec
 from router.prompting import tuned_prompt
 from tuning.tune_run import training_service
-from tuning.train import split_validation
+from tuning.train import evaluate_loss, lr_at, split_validation
 from tuning.config import TuningConfig
 from tuning.objectives import LatePromptObjective, autocast_for
 from tuning.batches import encode_examples, epoch_batches
@@ -33,7 +33,6 @@ p.add_argument("--hid", type=int, default=512)
 p.add_argument("--wd", type=float, default=0.0)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--bs", type=int, default=16)
-p.add_argument("--floor", type=float, default=0.1)
 p.add_argument("--tag", default="x")
 p.add_argument("--max-steps", type=int, default=0)
 p.add_argument("--out", default=".")
@@ -104,11 +103,7 @@ rng = random.Random(0)
 autocast = autocast_for(cfg)
 nb = math.ceil(len(obj.train_items) / a.bs)
 total = nb * a.epochs
-warm = max(1, int(total * 0.06))
-def lr_at(u):
-    if u < warm: return a.lr * (u + 1) / warm
-    pr = (u - warm) / max(1, total - warm)
-    return a.lr * (a.floor + (1 - a.floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, pr))))
+schedule = cfg.model_copy(update={"learning_rate": a.lr})  # the tune's warm-up and cosine, at this probe's LR
 u = 0; hist = []
 start = time.time()
 for ep in range(1, a.epochs + 1):
@@ -117,16 +112,15 @@ for ep in range(1, a.epochs + 1):
     for i, items in enumerate(epoch_batches(obj.train_items, a.bs, rng)):
         loss = late_prompt_loss(obj.parts, prompt, items, "decisions", autocast)
         loss.backward()
-        for g in opt.param_groups: g["lr"] = lr_at(u)
+        for g in opt.param_groups: g["lr"] = lr_at(u, total, schedule)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step(); opt.zero_grad(set_to_none=True); u += 1
         tot += float(loss.detach()) * len(items); seen += len(items)
         if i % 20 == 0:
             print(f"ep {ep} step {i}/{nb} loss {float(loss.detach()):.3f} {time.time()-start:.0f}s", flush=True)
         if a.max_steps and u >= a.max_steps: break
+    vl = evaluate_loss(obj, obj.val_items)
     prompt.train(False)
-    with torch.no_grad():
-        vl = sum(float(late_prompt_loss(obj.parts, prompt, obj.val_items[s:s+16], "decisions", autocast)) * len(obj.val_items[s:s+16]) for s in range(0, len(obj.val_items), 16)) / len(obj.val_items)
     ve = obj.validation_exact_set()
     hist.append(dict(epoch=ep, train=tot / seen, val_loss=vl, val_exact=ve, t=time.time() - start))
     print(f"EPOCH {ep} train {tot/seen:.3f} val_loss {vl:.3f} val_exact {ve:.3f} t {time.time()-start:.0f}s", flush=True)

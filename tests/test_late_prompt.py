@@ -216,7 +216,7 @@ def test_a_step_split_across_cores_gives_the_loss_and_gradients_of_one_batch(tok
     from router.dataset import load_examples
     from router.prompting import tuned_prompt
     from tuning.batches import encode_examples
-    from tuning.late_objective import late_prompt_loss
+    from tuning.late_objective import late_prompt_loss, loss_terms
     from tuning.late_prompt import DecoderParts, LatePrompt, init_ids, text_keys_values
     from tuning.layer_cache import cache_examples
     from tuning.shards import ShardedBackward, split_batch
@@ -235,13 +235,10 @@ def test_a_step_split_across_cores_gives_the_loss_and_gradients_of_one_batch(tok
     def loss(batch):
         return late_prompt_loss(parts, prompt, batch, loss_name, nullcontext())
 
-    def terms(item):
-        return len(item.decisions) if loss_name == "decisions" else len(item.encoded.answer)
-
     whole = float(loss(cached))
     expected = [g.clone() for g in torch.autograd.grad(loss(cached) * 0.5, [prompt.keys, prompt.values])]
     threads = torch.get_num_threads()
-    sharded = ShardedBackward(loss, terms, shards=2)
+    sharded = ShardedBackward(loss, lambda item: loss_terms(item, loss_name), shards=2)
     value = sharded.run(cached, scale=0.5)
     assert value == pytest.approx(whole, rel=1e-5)
     assert torch.get_num_threads() == threads, "the step gives the process its intra-op threads back"

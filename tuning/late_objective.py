@@ -63,4 +63,9 @@ def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Ca
     return torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=device), ignore_index=IGNORE)
 
 
-__all__ = ["late_prompt_loss", "upper_hidden"]
+def loss_terms(item: CachedExample, loss: str) -> int:
+    """How many terms an example adds to a batch's mean `loss` (its decisions, or its answer tokens)."""
+    return len(item.decisions) if loss == "decisions" else len(item.encoded.answer)
+
+
+__all__ = ["late_prompt_loss", "loss_terms", "upper_hidden"]

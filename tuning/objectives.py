@@ -20,7 +20,7 @@ from router.departments import INSTRUCTION
 from router.modelio import BaseModel
 from tuning.batches import Encoded, answer_loss, causal_batch, keeps_logits_subset, seq2seq_batch, virtual_tokens
 from tuning.config import TuningConfig
-from tuning.shards import ShardedBackward
+from tuning.shards import ShardedBackward, plain_backward
 
 
 def autocast_for(config: TuningConfig, device: torch.device | str = "cpu"):
@@ -61,9 +61,7 @@ class PeftObjective:
 
     def backward(self, items: Sequence[Encoded], scale: float = 1.0) -> float:
         """Add scale x the batch's gradients to `.grad`; the batch's loss."""
-        loss = self.loss(items)
-        (loss * scale).backward()
-        return float(loss.detach())
+        return plain_backward(self.loss(items), scale)
 
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
@@ -91,6 +89,7 @@ class LatePromptObjective:
                  val_set: Sequence[Example], val_items: Sequence[Encoded],
                  on_cache: Callable[[int, int, float], None] | None = None):
         from tuning.late_prompt import DecoderParts, LatePrompt, init_ids, text_keys_values
+        from tuning.late_objective import loss_terms
         from tuning.layer_cache import cache_examples
 
         if base.is_seq2seq:
@@ -116,11 +115,7 @@ class LatePromptObjective:
         self.val_set = list(val_set)
         # a step's batch split across the CPU's cores (tuning.shards); one shard on a GPU
         shards = torch.get_num_threads() if torch.device(self.device).type == "cpu" else 1
-        self.sharded = ShardedBackward(self.loss, self._loss_terms, shards)
-
-    def _loss_terms(self, item) -> int:
-        """How many terms an example adds to the batch's mean loss."""
-        return len(item.decisions) if self.config.prompt_loss == "decisions" else len(item.encoded.answer)
+        self.sharded = ShardedBackward(self.loss, lambda item: loss_terms(item, config.prompt_loss), shards)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.prompt.parameters())

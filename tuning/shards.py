@@ -32,6 +32,12 @@ def split_batch(items: Sequence[Item], shards: int) -> list[list[Item]]:
     return out
 
 
+def plain_backward(loss: torch.Tensor, scale: float = 1.0) -> float:
+    """Add scale x the gradients of `loss` to `.grad`; its value."""
+    (loss * scale).backward()
+    return float(loss.detach())
+
+
 class ShardedBackward:
     """`run(items, scale) -> the batch's mean loss`, after adding scale x its gradients to the parameters' `.grad`."""
 
@@ -41,18 +47,14 @@ class ShardedBackward:
     def run(self, items: Sequence, scale: float = 1.0) -> float:
         parts = split_batch(items, self.shards)
         if len(parts) == 1:
-            loss = self.loss(items)
-            (loss * scale).backward()
-            return float(loss.detach())
+            return plain_backward(self.loss(items), scale)
         weights = [sum(self.terms(i) for i in part) for part in parts]
         total = sum(weights)
         threads = torch.get_num_threads()
 
         def shard(part: list, weight: int) -> float:
             torch.set_num_threads(1)
-            loss = self.loss(part)
-            (loss * (scale * weight / total)).backward()
-            return float(loss.detach()) * weight / total
+            return plain_backward(self.loss(part), scale * weight / total) * weight / total
 
         try:  # threads of this step only (starting them costs ~0.1 ms against a step's ~0.7 s): nothing outlives it
             with ThreadPoolExecutor(len(parts), thread_name_prefix="tune-shard") as pool:
