@@ -30,7 +30,9 @@ def portable_path(path: Path) -> str:
 
 
 def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, data_path: Path, version: str,
-                   extra: dict | None = None) -> dict:
+                   extra: dict | None = None, more_data: dict[Path, int] | None = None) -> dict:
+    """`more_data`: files of examples added to the training split only (path -> examples), recorded beside the file."""
+    more = [{"path": portable_path(p), "sha256": file_sha256(p), "n": n} for p, n in (more_data or {}).items()]
     return {
         "format": 1,
         "version": version,
@@ -40,7 +42,7 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
         "prompt_format": _prompt_format(extra),
         "trainable_parameters": sum(p.numel() for p in result.trained.parameters()),
         "training_data": {"path": portable_path(data_path), "sha256": file_sha256(data_path), "n_train": result.n_train,
-                           "n_validation": result.n_val},
+                           "n_validation": result.n_val, **({"more": more} if more else {})},
         "parameters": _portable_parameters(config),
         "loss_curve": {"train": result.epoch_losses, "validation": result.val_losses, "steps": result.step_losses},
         "validation_exact_set": result.val_exact,
@@ -62,8 +64,9 @@ def _prompt_format(extra: dict | None) -> str:
 
 def _portable_parameters(config: TuningConfig) -> dict:
     parameters = config.model_dump()
-    if parameters.get("init_adapter"):
-        parameters["init_adapter"] = portable_path(Path(parameters["init_adapter"]))
+    for name in ("init_adapter", "teacher"):
+        if parameters.get(name):
+            parameters[name] = portable_path(Path(parameters[name]))
     return parameters
 
 

@@ -65,6 +65,17 @@ class TuningConfig(BaseModel):
         description="late-prompt: decisions = cross-entropy of each choice the constrained decoder makes (a softmax over "
         "the tokens it compares); lm = the LM loss on every answer token over the whole vocabulary.",
     )
+    teacher: str | None = Field(
+        None,
+        description="late-prompt: a tuned artifact directory (e.g. the LoRA adapter) whose probabilities for each "
+        "decoder decision on a training example become part of that decision's target (knowledge distillation); "
+        "it must be tuned on the same base and must not have trained on this tune's validation split.",
+    )
+    teacher_weight: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="late-prompt with a teacher: share of the teacher's probabilities in each decision's target "
+        "(the rest is the label); 1 = the teacher alone.",
+    )
     context: Literal["none", "precedents", "policy", "both"] = Field(
         "none",
         description="Retrieved text in front of every training complaint, as serving puts it: precedents (similar "
@@ -127,6 +138,8 @@ class TuningConfig(BaseModel):
             raise ValueError("init_text must not be empty")
         if self.init_adapter is not None and self.method != "lora":
             raise ValueError("init_adapter: only a LoRA tune can start from a LoRA adapter")
+        if self.teacher is not None and self.method != "late-prompt":
+            raise ValueError("teacher: only a late-prompt tune learns from a teacher's decisions")
         if self.context != "none" and self.method == "late-prompt":
             raise ValueError("context: a late prompt picks its epoch by routing the validation split without "
                              "context; use --method lora, prompt or prefix with --context")

@@ -23,6 +23,7 @@ class Decision:
     offset: int  # logits at (answer start - 1 + offset) predict answer token `offset`
     allowed: tuple[int, ...]  # token ids compared
     target: int  # the right one
+    soft: tuple[float, ...] | None = None  # a target distribution over `allowed` (distillation); None: `target` alone
 
 
 def decisions_for(codec: LabelCodec, departments: Sequence[str]) -> list[Decision]:
@@ -51,7 +52,8 @@ def decisions_for(codec: LabelCodec, departments: Sequence[str]) -> list[Decisio
 
 def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence[int], decisions: Sequence[Decision],
                   head_weight: torch.Tensor, head_bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy of each decision, over the tokens it compares only.
+    """Mean cross-entropy of each decision, over the tokens it compares only (against its `soft` distribution
+    where it has one, else its target).
 
     `hidden` [b, t, d] after the final norm; decision i is read at hidden[rows[i], positions[i]].
     """
@@ -65,5 +67,14 @@ def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence
     for i, d in enumerate(decisions):
         allowed[i, [column[t] for t in d.allowed]] = True
     logits = logits.masked_fill(~allowed.to(device), float("-inf"))
-    targets = torch.tensor([column[d.target] for d in decisions], device=device)
-    return torch.nn.functional.cross_entropy(logits, targets)
+    if all(d.soft is None for d in decisions):
+        targets = torch.tensor([column[d.target] for d in decisions], device=device)
+        return torch.nn.functional.cross_entropy(logits, targets)
+    wanted = torch.zeros(len(decisions), len(tokens))
+    for i, d in enumerate(decisions):
+        if d.soft is None:
+            wanted[i, column[d.target]] = 1.0
+        else:
+            wanted[i, [column[t] for t in d.allowed]] = torch.tensor(d.soft)
+    log_p = torch.log_softmax(logits, dim=-1).masked_fill(~allowed.to(device), 0.0)
+    return -(wanted.to(device) * log_p).sum(-1).mean()

@@ -70,6 +70,11 @@ def model_card(meta: dict) -> str:
         "",
         f"- training data: `{data.get('path')}` (sha256 `{str(data.get('sha256'))[:16]}…`), {data.get('n_train')} examples "
         f"trained on, {data.get('n_validation')} held out as the validation split",
+        *[f"- more training data: `{m['path']}` (sha256 `{str(m['sha256'])[:16]}…`), {m['n']} examples added to the "
+          "training split only" for m in data.get("more", [])],
+        *([f"- distilled from the teacher `{params['teacher']}`: each decoder decision's target is "
+           f"{1 - params.get('teacher_weight', 0.5):g} x the label + {params.get('teacher_weight', 0.5):g} x the "
+           "teacher's probabilities"] if params.get("teacher") else []),
         f"- parameters: `{json.dumps(params, sort_keys=True)}`",
         f"- {meta.get('train_seconds')} s in all ({meta.get('cache_seconds', 0)} s running the frozen layers once, "
         f"{meta.get('seconds_per_epoch')} s per epoch); best epoch {meta.get('best_epoch')}"

@@ -112,6 +112,14 @@ class LatePromptObjective:
         labels = [ex.departments for ex in list(train_set) + list(val_set)]
         cached = cache_examples(self.parts, self.prompt, every, codec, labels, pad, autocast, dtype, on_progress=on_cache)
         self.train_items, self.val_items = cached[: len(train_items)], cached[len(train_items) :]
+        if config.teacher is not None:  # distillation: the teacher's decisions join the training targets
+            from tuning.teacher import load_teacher, teacher_probabilities, with_teacher
+
+            teacher = load_teacher(base, config.teacher)
+            report = (lambda done, total, elapsed: on_cache(done, total, elapsed, "teacher")) if on_cache else None
+            probabilities = teacher_probabilities(teacher, self.train_items, pad, autocast, on_progress=report)
+            del teacher
+            self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight)
         self.val_set = list(val_set)
         # a step's batch split across the CPU's cores (tuning.shards); one shard on a GPU
         shards = torch.get_num_threads() if torch.device(self.device).type == "cpu" else 1

@@ -34,7 +34,8 @@ class Progress:
     epoch_end: bool = False
     val_loss: float | None = None
     val_exact: float | None = None  # exact-set accuracy on the validation split (late prompt)
-    stage: str = "train"  # "cache": the frozen layers below a late prompt run once (step = examples done)
+    stage: str = "train"  # "cache": the frozen layers below a late prompt run once (step = examples done);
+    # "teacher": a distillation teacher reads each training example once
 
 
 @dataclass
@@ -105,10 +106,12 @@ def train(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     context_for: Callable[[list[Example], list[Example], list[Example]], tuple[list[str], list[str]]] | None = None,
+    more: Sequence[Example] = (),
 ) -> TrainResult:
     """context_for(examples trained on, validation split, training split) -> the retrieved context of each example
     trained on and validated on, put in front of the complaint as serving does (rag.training_context); precedents
-    come from the training split. None: no context."""
+    come from the training split. None: no context. `more`: examples added to the training split only (the
+    validation split is drawn from `examples` alone, so it is the same with or without them)."""
     if config.context != "none" and context_for is None:
         raise ValueError(f"context {config.context!r}: this tune has no retrieval to build it (triage tune --context "
                          "builds it; retraining jobs and the console tune without context)")
@@ -122,15 +125,18 @@ def train(
     if config.train_examples and config.train_examples < len(train_set):
         chosen = sorted(random.Random(config.seed).sample(range(len(train_set)), config.train_examples))
         train_set = [train_set[i] for i in chosen]
+    if more and config.context != "none":
+        raise ValueError("more training data with --context is not supported: precedents come from the training file")
+    train_set = train_set + list(more)
     train_context, val_context = context_for(train_set, val_set, pool) if context_for else (None, None)
     train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens, train_context)
     val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens, val_context)
     started = time.perf_counter()
 
-    def cache_progress(done: int, total: int, elapsed: float) -> None:
+    def cache_progress(done: int, total: int, elapsed: float, stage: str = "cache") -> None:
         if on_progress:
             on_progress(Progress(0, config.epochs, done, total, 0.0, 0.0, elapsed, elapsed / done * (total - done),
-                                 stage="cache"))
+                                 stage=stage))
 
     objective = build_objective(base, config, train_set, train_items, val_set, val_items, cache_progress)
     train_items, val_items = objective.train_items, objective.val_items

@@ -46,8 +46,10 @@ def training_contexts(config: TuningConfig, settings: Settings):
 
 def tune_artifact(service: RouterService, examples: Sequence[Example], config: TuningConfig, data_path: Path,
                   out: Path, *, version: str | None = None, dev: Sequence[Example] = (), dev_path: Path | None = None,
+                  more: dict[Path, Sequence[Example]] | None = None,
                   on_progress: Callable | None = None, on_message: Callable[[str], None] | None = None) -> TuneRun:
-    """Train (with the retrieved context serving will use, for `config.context`), save, evaluate on `dev`."""
+    """Train (with the retrieved context serving will use, for `config.context`), save, evaluate on `dev`.
+    `more`: files of examples added to the training split only (path -> its examples)."""
     base = service.engine.base
     settings = service.settings
     contexts = training_contexts(config, settings)
@@ -55,9 +57,13 @@ def tune_artifact(service: RouterService, examples: Sequence[Example], config: T
     if contexts is not None:
         def context_for(train_set, val_set, pool):
             return contexts.build(settings, train_set, val_set, pool, on_progress=on_message or (lambda m: None))
-    result = train(base, examples, config, on_progress=on_progress, context_for=context_for)
+    more = more or {}
+    added = [example for examples_of_file in more.values() for example in examples_of_file]
+    result = train(base, examples, config, on_progress=on_progress, context_for=context_for, more=added)
     extra = {"context": contexts.to_json()} if contexts is not None else None
-    save_artifact(result, build_metadata(base, config, result, Path(data_path), version or out.name, extra), out)
+    metadata = build_metadata(base, config, result, Path(data_path), version or out.name, extra,
+                              {Path(p): len(e) for p, e in more.items()})
+    save_artifact(result, metadata, out)
     loss_png(result.epoch_losses, result.val_losses, out / "loss.png", f"{config.method} tuning loss", loss_unit(config))
     run = TuneRun(out, result)
     if dev:

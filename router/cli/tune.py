@@ -15,8 +15,10 @@ from tuning.config import DEFAULT_LR, LR_RANGES, field_default as _default
 
 def _progress_printer(stream):
     def show(p):
-        if p.stage == "cache":
-            stream.write(f"\rrunning the frozen layers below the prompt once: {p.step}/{p.steps_total} examples "
+        if p.stage in ("cache", "teacher"):
+            what = "running the frozen layers below the prompt once" if p.stage == "cache" else \
+                "the teacher reads each training example once"
+            stream.write(f"\r{what}: {p.step}/{p.steps_total} examples "
                          f"({p.step / max(p.elapsed_s, 1e-9):.0f}/s) ETA {p.eta_s:.0f}s   ")
             if p.step == p.steps_total:
                 stream.write("\n")
@@ -39,6 +41,9 @@ def _progress_printer(stream):
 @click.command()
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default="data/complaints.jsonl",
               show_default=True, help="Labeled training file (JSONL).")
+@click.option("--more-data", "more_paths", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="More labeled examples (JSONL) for the training split only: the validation split is drawn from "
+              "--data alone. Repeatable.")
 @click.option("--out", "out_path", type=click.Path(file_okay=False), required=True, help="Artifact directory to write.")
 @click.option("--method", type=click.Choice(["late-prompt", "prompt", "prefix", "lora"]), default=None,
               help="late-prompt (soft prompt: learned keys/values at the layers from --prompt-layer up), prompt (PEFT "
@@ -51,6 +56,11 @@ def _progress_printer(stream):
               f"{_default('prompt_dropout')}).")
 @click.option("--prompt-loss", type=click.Choice(["decisions", "lm"]), default=None,
               help=f"late-prompt: loss on the decoder's decisions or the LM loss (default {_default('prompt_loss')}).")
+@click.option("--teacher", type=click.Path(exists=True, file_okay=False), default=None,
+              help="late-prompt: a LoRA artifact whose probabilities for each decoder decision join the targets "
+              "(distillation), e.g. router/artifacts/smollm2-complaints; it must not have trained on the validation split.")
+@click.option("--teacher-weight", type=float, default=None,
+              help=f"late-prompt with --teacher: the teacher's share of each target (0-1, default {_default('teacher_weight')}).")
 @click.option("--context", type=click.Choice(["none", "precedents", "policy", "both"]), default=None,
               help="Retrieved text in front of each training complaint, as serving puts it: precedents (from the "
               "training split, never the example itself or a near-duplicate), policy (passages from the RAG store: "
@@ -79,7 +89,7 @@ def _progress_printer(stream):
 @click.option("--dev", "dev_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Held-out file to evaluate the result on; metrics are stored in the artifact.")
 @click.option("--version", "version", default=None, help="Version name stored in the metadata (default: the directory name).")
-def tune(data_path, out_path, dev_path, version, **params):
+def tune(data_path, more_paths, out_path, dev_path, version, **params):
     """Tune a soft prompt (late-prompt, prompt, prefix) or a LoRA adapter; the base model's weights never change.
 
     Writes the artifact directory: soft_prompt.safetensors + soft_prompt.json (late-prompt) or PEFT's
@@ -99,12 +109,14 @@ def tune(data_path, out_path, dev_path, version, **params):
         raise click.BadParameter(describe_error(exc), param_hint="tuning parameters") from None
     settings = get_settings()
     examples = load_examples(data_path, settings.max_input_chars)
+    more = {Path(p): load_examples(p, settings.max_input_chars) for p in more_paths}
     dev = load_examples(dev_path, settings.max_input_chars) if dev_path else []
     service = training_service(settings, context=config.context)
+    added = "".join(f" + {len(e)} from {p} (training split only)" for p, e in more.items())
     click.echo(f"tuning {describe_method(config)} on {len(examples)} examples "
-               f"from {data_path}; base model {service.engine.base.model_id}", err=True)
+               f"from {data_path}{added}; base model {service.engine.base.model_id}", err=True)
     run = tune_artifact(service, examples, config, Path(data_path), Path(out_path), version=version, dev=dev,
-                        dev_path=dev_path, on_progress=_progress_printer(sys.stderr),
+                        dev_path=dev_path, more=more, on_progress=_progress_printer(sys.stderr),
                         on_message=lambda m: click.echo(m, err=True))
     result = run.result
     click.echo(loss_terminal(result.epoch_losses, result.val_losses), err=True)
