@@ -76,7 +76,8 @@ def model_card(meta: dict) -> str:
            f"{1 - params.get('teacher_weight', 0.5):g} x the label + {params.get('teacher_weight', 0.5):g} x the "
            "teacher's probabilities"] if params.get("teacher") else []),
         f"- parameters: `{json.dumps(params, sort_keys=True)}`",
-        f"- {meta.get('train_seconds')} s in all ({meta.get('cache_seconds', 0)} s running the frozen layers once, "
+        f"- {meta.get('train_seconds')} s in all ({meta.get('cache_seconds', 0)} s running the frozen layers once"
+        + (" and the teacher's pass" if params.get("teacher") else "") + ", "
         f"{meta.get('seconds_per_epoch')} s per epoch); best epoch {meta.get('best_epoch')}"
         + (" (stopped early)" if meta.get("stopped_early") else ""),
         f"- loss per epoch: train {[round(x, 4) for x in curve.get('train', [])]}, "
