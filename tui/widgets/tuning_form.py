@@ -11,9 +11,10 @@ from textual.widgets import Input, Label, Select
 
 from router.application.retraining import TuningConfig, describe_error, field_range
 
-# init_text: free text, the business instruction is the sensible default; context, init_adapter, train_examples:
-# `triage tune` options (a console retrain has no retrieval to build a context from, and starts fresh on all data)
-SKIPPED = {"init_text", "context", "init_adapter", "train_examples"}
+# init_text: free text, the business instruction is the sensible default; context, init_adapter, train_examples,
+# teacher, teacher_weight: `triage tune` options (a console retrain has no retrieval to build a context from, starts
+# fresh on all data, and distils from no teacher)
+SKIPPED = {"init_text", "context", "init_adapter", "train_examples", "teacher", "teacher_weight"}
 
 
 SHORT_NAMES = {"early_stopping_patience": "early stop patience"}
