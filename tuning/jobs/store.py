@@ -55,9 +55,8 @@ def validate_parameters(parameters: dict[str, Any]):
 
     if not isinstance(parameters, dict):
         raise ParameterError([("parameters", "must be an object of tuning parameters")])
-    for name in ("teacher", "teacher_weight"):  # a path on the server; distillation is a `triage tune` option
-        if name in parameters:
-            raise ParameterError([(name, "a retraining job distils from no teacher: use `triage tune --teacher`")])
+    if parameters.get("teacher") is not None:  # a path on the server; distillation is a `triage tune` option
+        raise ParameterError([("teacher", "a retraining job distils from no teacher: use `triage tune --teacher`")])
     try:
         return TuningConfig(**parameters)
     except ValidationError as exc:
