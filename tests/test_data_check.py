@@ -108,13 +108,9 @@ def test_shipped_data_files_are_valid_and_disjoint():
 
 def test_the_added_training_data_stays_clear_of_both_held_out_sets():
     """data/complaints_more*.jsonl (written apart from dev and test): no line within word overlap 0.5 of a held-out one."""
-    import re
-
+    from rag.training_context import NEAR_DUPLICATE_WORDS, words
     from router.dataset import normalize
     from tests.conftest import ROOT
-
-    def words(text):
-        return set(re.findall(r"[a-z0-9']+", text.lower()))
 
     held = [words(e.input) for name in ("dev.jsonl", "test.jsonl") for e in load_examples(ROOT / "data" / name)]
     train = {normalize(e.input) for e in load_examples(ROOT / "data" / "complaints.jsonl")}
@@ -122,7 +118,7 @@ def test_the_added_training_data_stays_clear_of_both_held_out_sets():
         more = load_examples(ROOT / "data" / name)
         assert len(more) >= 1000
         close = [e.line for e in more
-                 if any(len(words(e.input) & h) / max(1, len(words(e.input) | h)) >= 0.5 for h in held)]
+                 if any(len(words(e.input) & h) / max(1, len(words(e.input) | h)) >= NEAR_DUPLICATE_WORDS for h in held)]
         assert not close, f"lines of {name} too close to a held-out complaint: {close}"
         assert not [e.line for e in more if normalize(e.input) in train], name
         train |= {normalize(e.input) for e in more}

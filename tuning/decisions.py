@@ -50,13 +50,11 @@ def decisions_for(codec: LabelCodec, departments: Sequence[str]) -> list[Decisio
     return out
 
 
-def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence[int], decisions: Sequence[Decision],
-                  head_weight: torch.Tensor, head_bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy of each decision, over the tokens it compares only (against its `soft` distribution
-    where it has one, else its target).
-
-    `hidden` [b, t, d] after the final norm; decision i is read at hidden[rows[i], positions[i]].
-    """
+def decision_logits(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence[int],
+                    decisions: Sequence[Decision], head_weight: torch.Tensor, head_bias: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, list[int]]:
+    """[len(decisions), T] fp32 logits over the union of the compared tokens, -inf where a decision does not compare
+    that token, and the token id of each column. Decision i is read at hidden[rows[i], positions[i]]."""
     tokens = sorted({t for d in decisions for t in d.allowed})
     column = {t: i for i, t in enumerate(tokens)}
     device = hidden.device
@@ -66,9 +64,20 @@ def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence
     allowed = torch.zeros(len(decisions), len(tokens), dtype=torch.bool)
     for i, d in enumerate(decisions):
         allowed[i, [column[t] for t in d.allowed]] = True
-    logits = logits.masked_fill(~allowed.to(device), float("-inf"))
+    return logits.masked_fill(~allowed.to(device), float("-inf")), tokens
+
+
+def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence[int], decisions: Sequence[Decision],
+                  head_weight: torch.Tensor, head_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy of each decision, over the tokens it compares only (against its `soft` distribution
+    where it has one, else its target).
+
+    `hidden` [b, t, d] after the final norm; decision i is read at hidden[rows[i], positions[i]].
+    """
+    logits, tokens = decision_logits(hidden, rows, positions, decisions, head_weight, head_bias)
+    column = {t: i for i, t in enumerate(tokens)}
     if all(d.soft is None for d in decisions):
-        targets = torch.tensor([column[d.target] for d in decisions], device=device)
+        targets = torch.tensor([column[d.target] for d in decisions], device=logits.device)
         return torch.nn.functional.cross_entropy(logits, targets)
     wanted = torch.zeros(len(decisions), len(tokens))
     for i, d in enumerate(decisions):
@@ -76,5 +85,5 @@ def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence
             wanted[i, column[d.target]] = 1.0
         else:
             wanted[i, [column[t] for t in d.allowed]] = torch.tensor(d.soft)
-    log_p = torch.log_softmax(logits, dim=-1).masked_fill(~allowed.to(device), 0.0)
-    return -(wanted.to(device) * log_p).sum(-1).mean()
+    log_p = torch.log_softmax(logits, dim=-1).masked_fill(torch.isinf(logits), 0.0)
+    return -(wanted.to(logits.device) * log_p).sum(-1).mean()

@@ -9,7 +9,7 @@ import torch
 from tuning.batches import IGNORE
 from tuning.decisions import decision_loss
 from tuning.late_prompt import DecoderParts, LatePrompt, run_layers
-from tuning.layer_cache import CachedExample
+from tuning.layer_cache import CachedExample, decision_reads
 
 
 def _stack_states(items: Sequence[CachedExample]) -> torch.Tensor:
@@ -40,13 +40,7 @@ def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Ca
     weight = parts.head.weight
     bias = getattr(parts.head, "bias", None)
     if loss == "decisions":
-        rows, positions, decisions = [], [], []
-        for n, item in enumerate(items):
-            start = len(item.encoded.prompt) - 1
-            for d in item.decisions:
-                rows.append(n)
-                positions.append(start + d.offset)
-                decisions.append(d)
+        rows, positions, decisions = decision_reads(items)
         with autocast:
             return decision_loss(hidden, rows, positions, decisions, weight, bias)
     rows, positions, targets = [], [], []

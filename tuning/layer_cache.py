@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -45,6 +45,25 @@ def padded(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
     return ids
 
 
+def length_batches(rows: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:
+    """Indices of `rows` in batches of similar length, shortest first (little padding in each batch)."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def decision_reads(items: Sequence["CachedExample"]) -> tuple[list[int], list[int], list[Decision]]:
+    """Each decision of a batch with where it is read: its row, and its position (after the example's prompt)."""
+    rows, positions, decisions = [], [], []
+    for n, item in enumerate(items):
+        start = len(item.encoded.prompt) - 1
+        for d in item.decisions:
+            rows.append(n)
+            positions.append(start + d.offset)
+            decisions.append(d)
+    return rows, positions, decisions
+
+
 @torch.no_grad()
 def lower_states(parts: DecoderParts, prompt: LatePrompt, ids: torch.Tensor, autocast) -> torch.Tensor:
     """Hidden states [b, t, d] entering layer K for right-padded token ids, after the frozen text prefix."""
@@ -58,16 +77,15 @@ def cache_examples(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Enco
                    batch_size: int = 32, on_progress: Callable[[int, int, float], None] | None = None
                    ) -> list[CachedExample]:
     """Run layers 0..K-1 once over every example (batched by length); states kept in `dtype`."""
-    order = sorted(range(len(items)), key=lambda i: len(input_ids(items[i])))
     out: list[CachedExample | None] = [None] * len(items)
-    started = time.perf_counter()
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    started, done = time.perf_counter(), 0
+    for chunk in length_batches([input_ids(item) for item in items], batch_size):
         rows = [input_ids(items[i]) for i in chunk]
         states = lower_states(parts, prompt, padded(rows, pad_id), autocast)
         for n, i in enumerate(chunk):
             out[i] = CachedExample(items[i], decisions_for(codec, departments[i]),
                                    states[n, : len(rows[n])].to(dtype).clone())
+        done += len(chunk)
         if on_progress:
-            on_progress(min(start + batch_size, len(order)), len(order), time.perf_counter() - started)
+            on_progress(done, len(items), time.perf_counter() - started)
     return out  # type: ignore[return-value]  # every slot is filled

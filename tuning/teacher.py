@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from tuning.layer_cache import CachedExample, input_ids, padded
+from tuning.decisions import decision_logits
+from tuning.layer_cache import CachedExample, decision_reads, input_ids, length_batches, padded
 
 
 def load_teacher(base, path: str | Path) -> torch.nn.Module:
@@ -37,30 +38,25 @@ def load_teacher(base, path: str | Path) -> torch.nn.Module:
 def teacher_probabilities(teacher: torch.nn.Module, items: Sequence[CachedExample], pad_id: int, autocast,
                           batch_size: int = 32, on_progress: Callable[[int, int, float], None] | None = None
                           ) -> list[list[tuple[float, ...]]]:
-    """For each example, for each of its decisions, the teacher's softmax over the tokens the decision compares."""
-    body, head = teacher.model, teacher.get_output_embeddings()
-    device = head.weight.device
-    order = sorted(range(len(items)), key=lambda i: len(input_ids(items[i].encoded)))
+    """For each example, for each of its decisions, the teacher's softmax over the tokens the decision compares.
+    Right padding with causal attention keeps the pads out of every real position, as in the layer cache."""
+    head = teacher.get_output_embeddings()
     out: list[list[tuple[float, ...]]] = [[] for _ in items]
-    started = time.perf_counter()
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        rows = [input_ids(items[i].encoded) for i in chunk]
-        ids = padded(rows, pad_id).to(device)
-        mask = torch.zeros_like(ids)
-        for n, row in enumerate(rows):
-            mask[n, : len(row)] = 1
+    started, done = time.perf_counter(), 0
+    for chunk in length_batches([input_ids(item.encoded) for item in items], batch_size):
+        batch = [items[i] for i in chunk]
+        ids = padded([input_ids(item.encoded) for item in batch], pad_id).to(head.weight.device)
         with autocast:
-            hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
-        for n, i in enumerate(chunk):
-            first = len(items[i].encoded.prompt) - 1
-            for d in items[i].decisions:
-                tokens = torch.tensor(d.allowed, device=device)
-                logits = torch.nn.functional.linear(hidden[n, first + d.offset].float(), head.weight[tokens].float(),
-                                                    None if head.bias is None else head.bias[tokens].float())
-                out[i].append(tuple(float(p) for p in torch.softmax(logits, dim=-1)))
+            hidden = teacher.model(input_ids=ids).last_hidden_state
+        rows, positions, decisions = decision_reads(batch)
+        logits, tokens = decision_logits(hidden, rows, positions, decisions, head.weight, head.bias)
+        probabilities = torch.softmax(logits, dim=-1)  # 0 where a decision does not compare the token
+        column = {t: c for c, t in enumerate(tokens)}
+        for row, (n, d) in enumerate(zip(rows, decisions)):
+            out[chunk[n]].append(tuple(float(probabilities[row, column[t]]) for t in d.allowed))
+        done += len(chunk)
         if on_progress:
-            on_progress(min(start + batch_size, len(order)), len(order), time.perf_counter() - started)
+            on_progress(done, len(items), time.perf_counter() - started)
     return out
 
 
