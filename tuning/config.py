@@ -118,7 +118,12 @@ class TuningConfig(BaseModel):
     )
     early_stopping_patience: int = Field(3, ge=0, le=50, description="Epochs without validation improvement before stopping; 0 = never.")
     max_input_tokens: int = Field(256, ge=16, le=4096, description="Longer complaints are truncated when training.")
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the batch order, the initialization and (unless split_seed is given) "
+                      "the validation split.")
+    split_seed: int | None = Field(
+        None, description="Seed of the validation split (default: seed). Keep it fixed while varying seed to compare "
+        "runs on one split; with a teacher, keep the teacher's own split so the teacher never trained on it.",
+    )
     bf16: bool = Field(default_factory=default_bf16,
                        description="Autocast matmuls to bfloat16 (default: on where torch sees a GPU with bf16, or the "
                                    "CPU has AVX512-BF16/AMX).")

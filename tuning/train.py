@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -51,7 +52,13 @@ class TrainResult:
     cache_seconds: float = 0.0  # late prompt: running the frozen layers below it once
     n_train: int = 0
     n_val: int = 0
+    validation_sha256: str = ""  # of the validation split's complaints, sorted: equal for runs validated on one split
     stopped_early: bool = False
+
+
+def split_fingerprint(examples: Sequence[Example]) -> str:
+    """sha256 of a split's complaints in sorted order: two runs validated on one split share it."""
+    return hashlib.sha256("\n".join(sorted(ex.input for ex in examples)).encode()).hexdigest()
 
 
 class Cancelled(Exception):
@@ -120,7 +127,8 @@ def train(
     tokenizer = base.tokenizer
     codec = LabelCodec.for_tokenizer(tokenizer)
     parts = tuned_prompt(base.is_seq2seq)
-    train_set, val_set = split_validation(examples, config.val_fraction, config.seed)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    train_set, val_set = split_validation(examples, config.val_fraction, split_seed)
     pool = train_set
     if config.train_examples and config.train_examples < len(train_set):
         chosen = sorted(random.Random(config.seed).sample(range(len(train_set)), config.train_examples))
@@ -145,7 +153,8 @@ def train(
     batches_per_epoch = math.ceil(len(train_items) / config.batch_size)
     updates_per_epoch = math.ceil(batches_per_epoch / config.accumulation_steps)
     total_updates = updates_per_epoch * config.epochs
-    result = TrainResult(objective, n_train=len(train_items), n_val=len(val_items))
+    result = TrainResult(objective, n_train=len(train_items), n_val=len(val_items),
+                         validation_sha256=split_fingerprint(val_set))
     best_val, best_state, stale, update = (-1.0, float("-inf")), None, 0, 0
     objective.train(True)
     loop_started = time.perf_counter()  # ETAs from the loop's own pace (the cache above is done once)

@@ -84,7 +84,10 @@ def _progress_printer(stream):
 @click.option("--lora-dropout", type=float, default=None, help=f"LoRA dropout (default {_default('lora_dropout')}).")
 @click.option("--val-fraction", type=float, default=None, help="Share of the training file held out to pick the best epoch.")
 @click.option("--patience", "early_stopping_patience", type=int, default=None, help="Early-stopping patience in epochs.")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Seed of the batch order, the initialization and (without "
+              "--split-seed) the validation split (default 0).")
+@click.option("--split-seed", type=int, default=None, help="Seed of the validation split alone (default: --seed), "
+              "to compare seeds on one split.")
 @click.option("--bf16/--fp32", "bf16", default=None, help="bfloat16 autocast (default: on where torch sees a GPU with bf16, or the CPU has AVX512-BF16/AMX).")
 @click.option("--dev", "dev_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Held-out file to evaluate the result on; metrics are stored in the artifact.")

@@ -14,7 +14,7 @@ from router.application.retraining import TuningConfig, describe_error, field_ra
 # init_text: free text, the business instruction is the sensible default; context, init_adapter, train_examples,
 # teacher, teacher_weight: `triage tune` options (a console retrain has no retrieval to build a context from, starts
 # fresh on all data, and distils from no teacher)
-SKIPPED = {"init_text", "context", "init_adapter", "train_examples", "teacher", "teacher_weight"}
+SKIPPED = {"init_text", "context", "init_adapter", "train_examples", "teacher", "teacher_weight", "split_seed"}
 
 
 SHORT_NAMES = {"early_stopping_patience": "early stop patience"}

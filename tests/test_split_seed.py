@@ -1,0 +1,36 @@
+"""--split-seed: runs with other seeds validate on one split, and the artifact says which split it validated on."""
+
+import json
+
+from click.testing import CliRunner
+
+from router.cli import cli
+
+
+def _train_file(tmp_path):
+    path = tmp_path / "train.jsonl"  # four labels of five examples each: a stratified 0.4 split holds two of each
+    path.write_text("".join(json.dumps({"input": f"{text} ({n})", "output": label}) + "\n" for n in range(5)
+                            for text, label in (("my blender died", "Development"), ("rude agent", "Service"),
+                                                ("chairs missing from the box", "Warehouse, Packaging"),
+                                                ("the ad shows a model you do not sell", "Planning, Marketing"))))
+    return path
+
+
+def _validation_of(tmp_path, name, *args):
+    out = tmp_path / name
+    result = CliRunner().invoke(cli, ["tune", "--data", str(_train_file(tmp_path)), "--out", str(out), "--epochs", "1",
+                                      "--batch-size", "4", "--fp32", "--val-fraction", "0.4", "--method", "late-prompt",
+                                      "--prompt-layer", "1", "--num-virtual-tokens", "4", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "triage.json").read_text())
+    assert meta["training_data"]["n_validation"] == 8
+    return meta["training_data"]["validation_sha256"], meta["parameters"]
+
+
+def test_a_split_seed_keeps_the_validation_split_while_the_seed_changes(tiny_env, tmp_path):
+    seed0, _ = _validation_of(tmp_path, "seed0")
+    seed5, _ = _validation_of(tmp_path, "seed5", "--seed", "5")
+    kept, parameters = _validation_of(tmp_path, "seed5-split0", "--seed", "5", "--split-seed", "0")
+    assert seed5 != seed0, "without --split-seed the seed draws another validation split"
+    assert kept == seed0, "--split-seed 0 validates on seed 0's split whatever --seed is"
+    assert parameters["seed"] == 5 and parameters["split_seed"] == 0
