@@ -34,3 +34,27 @@ def test_a_split_seed_keeps_the_validation_split_while_the_seed_changes(tiny_env
     assert seed5 != seed0, "without --split-seed the seed draws another validation split"
     assert kept == seed0, "--split-seed 0 validates on seed 0's split whatever --seed is"
     assert parameters["seed"] == 5 and parameters["split_seed"] == 0
+
+
+def test_a_tune_warns_when_its_teacher_trained_on_its_validation_split(tiny_env, tmp_path):
+    train_file = _train_file(tmp_path)
+
+    def tune(out, *args):
+        result = CliRunner().invoke(cli, ["tune", "--data", str(train_file), "--out", str(tmp_path / out), "--epochs",
+                                          "1", "--batch-size", "4", "--fp32", "--val-fraction", "0.4", *args],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    tune("teacher", "--method", "lora", "--learning-rate", "0.005")  # seed 0: its own split held out
+    late = ["--method", "late-prompt", "--prompt-layer", "1", "--num-virtual-tokens", "4", "--teacher",
+            str(tmp_path / "teacher")]
+    warned = tune("student5", *late, "--seed", "5")
+    assert "of this tune's 8 validation complaints" in warned and "--split-seed 0" in warned
+    assert "warning" not in tune("student5-split0", *late, "--seed", "5", "--split-seed", "0")
+
+    other = tmp_path / "other.jsonl"
+    other.write_text(train_file.read_text().replace("rude agent", "the agent hung up on me"))
+    result = CliRunner().invoke(cli, ["tune", "--data", str(other), "--out", str(tmp_path / "elsewhere"), "--epochs",
+                                      "1", "--batch-size", "4", "--fp32", "--val-fraction", "0.4", *late])
+    assert result.exit_code == 0 and "was tuned on another file (train.jsonl)" in result.output

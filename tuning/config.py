@@ -155,6 +155,11 @@ class TuningConfig(BaseModel):
             )
         return self
 
+    @property
+    def validation_seed(self) -> int:
+        """The seed the validation split is drawn with."""
+        return self.seed if self.split_seed is None else self.split_seed
+
 
 def field_range(name: str) -> tuple[float | None, float | None]:
     """A parameter's accepted (low, high), from its declared bounds (None where unbounded)."""

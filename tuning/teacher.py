@@ -34,6 +34,32 @@ def load_teacher(base, path: str | Path) -> torch.nn.Module:
     return merged_lora_model(base, path)
 
 
+def teacher_split_warning(teacher_path: str | Path, examples: Sequence, data_path: str | Path, val_fraction: float,
+                          split_seed: int) -> str | None:
+    """Why this tune's validation score would be optimistic, if it would: the teacher trained on some of the
+    complaints this tune validates on (its own split of the same file, redrawn from its recorded parameters)."""
+    from router.artifact import read_metadata
+    from router.dataset import file_sha256
+    from tuning.train import split_validation
+
+    metadata = read_metadata(teacher_path)
+    data, params = metadata.get("training_data") or {}, metadata.get("parameters") or {}
+    if data.get("sha256") != file_sha256(data_path):
+        return (f"the teacher {teacher_path} was tuned on another file ({data.get('path')}): whether it trained on "
+                "this tune's validation split is not checked")
+    seed = params.get("split_seed")
+    _, teacher_val = split_validation(examples, params.get("val_fraction", 0.1), params.get("seed", 0) if seed is None
+                                      else seed)
+    _, own_val = split_validation(examples, val_fraction, split_seed)
+    held_out = {ex.input for ex in teacher_val}
+    seen = sum(ex.input not in held_out for ex in own_val)
+    if seen:
+        return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints, so "
+                f"the validation exact-set is optimistic; --split-seed {params.get('seed', 0) if seed is None else seed} "
+                "validates on the teacher's own held-out split")
+    return None
+
+
 @torch.no_grad()
 def teacher_probabilities(teacher: torch.nn.Module, items: Sequence[CachedExample], pad_id: int, autocast,
                           batch_size: int = 32, on_progress: Callable[[int, int, float], None] | None = None
@@ -73,4 +99,4 @@ def with_teacher(items: Sequence[CachedExample], probabilities: Sequence[Sequenc
     return out
 
 
-__all__ = ["load_teacher", "teacher_probabilities", "with_teacher"]
+__all__ = ["load_teacher", "teacher_probabilities", "teacher_split_warning", "with_teacher"]

@@ -127,8 +127,7 @@ def train(
     tokenizer = base.tokenizer
     codec = LabelCodec.for_tokenizer(tokenizer)
     parts = tuned_prompt(base.is_seq2seq)
-    split_seed = config.seed if config.split_seed is None else config.split_seed
-    train_set, val_set = split_validation(examples, config.val_fraction, split_seed)
+    train_set, val_set = split_validation(examples, config.val_fraction, config.validation_seed)
     pool = train_set
     if config.train_examples and config.train_examples < len(train_set):
         chosen = sorted(random.Random(config.seed).sample(range(len(train_set)), config.train_examples))

@@ -57,6 +57,13 @@ def tune_artifact(service: RouterService, examples: Sequence[Example], config: T
     if contexts is not None:
         def context_for(train_set, val_set, pool):
             return contexts.build(settings, train_set, val_set, pool, on_progress=on_message or (lambda m: None))
+    if config.teacher is not None and on_message is not None:
+        from tuning.teacher import teacher_split_warning
+
+        warning = teacher_split_warning(config.teacher, examples, data_path, config.val_fraction,
+                                        config.validation_seed)
+        if warning:
+            on_message(f"warning: {warning}")
     more = more or {}
     added = [example for examples_of_file in more.values() for example in examples_of_file]
     result = train(base, examples, config, on_progress=on_progress, context_for=context_for, more=added)
