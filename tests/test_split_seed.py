@@ -5,6 +5,8 @@ import json
 from click.testing import CliRunner
 
 from router.cli import cli
+from router.dataset import load_examples
+from tuning.train import split_validation
 
 
 def _train_file(tmp_path):
@@ -46,12 +48,20 @@ def test_a_tune_warns_when_its_teacher_trained_on_its_validation_split(tiny_env,
         assert result.exit_code == 0, result.output
         return result.output
 
-    tune("teacher", "--method", "lora", "--learning-rate", "0.005")  # seed 0: its own split held out
+    # the teacher: batch order of seed 5, validation split of seed 0
+    tune("teacher", "--method", "lora", "--learning-rate", "0.005", "--seed", "5", "--split-seed", "0")
     late = ["--method", "late-prompt", "--prompt-layer", "1", "--num-virtual-tokens", "4", "--teacher",
             str(tmp_path / "teacher")]
+    examples = load_examples(train_file)
+    teacher_val = {ex.input for ex in split_validation(examples, 0.4, 0)[1]}
+    student_val = {ex.input for ex in split_validation(examples, 0.4, 5)[1]}
+    overlap = len(student_val - teacher_val)
+    assert overlap > 0
     warned = tune("student5", *late, "--seed", "5")
-    assert "of this tune's 8 validation complaints" in warned and "--split-seed 0" in warned
-    assert "warning" not in tune("student5-split0", *late, "--seed", "5", "--split-seed", "0")
+    assert f"trained on {overlap} of this tune's 8 validation complaints" in warned
+    assert "--split-seed 0 with --val-fraction at most 0.4" in warned
+    assert "warning" not in tune("student-split0", *late, "--seed", "7", "--split-seed", "0")
+    assert "warning" not in tune("student-seed0", *late)  # seed 0 draws the teacher's split
 
     other = tmp_path / "other.jsonl"
     other.write_text(train_file.read_text().replace("rude agent", "the agent hung up on me"))

@@ -34,30 +34,42 @@ def load_teacher(base, path: str | Path) -> torch.nn.Module:
     return merged_lora_model(base, path)
 
 
-def teacher_split_warning(teacher_path: str | Path, examples: Sequence, data_path: str | Path, val_fraction: float,
-                          split_seed: int) -> str | None:
+def teacher_split_warning(teacher_path: str | Path, examples: Sequence, data_path: str | Path,
+                          config) -> str | None:
     """Why this tune's validation score would be optimistic, if it would: the teacher trained on some of the
-    complaints this tune validates on (its own split of the same file, redrawn from its recorded parameters)."""
+    complaints this tune validates on. The teacher's training split of the same file is redrawn from its recorded
+    parameters, as `tuning.train` drew it; its --more-data files are not looked at."""
+    from pydantic import ValidationError
+
     from router.artifact import read_metadata
     from router.dataset import file_sha256
-    from tuning.train import split_validation
+    from tuning.config import TuningConfig
+    from tuning.train import split_validation, trained_sample
 
     metadata = read_metadata(teacher_path)
-    data, params = metadata.get("training_data") or {}, metadata.get("parameters") or {}
-    if data.get("sha256") != file_sha256(data_path):
+    data = metadata.get("training_data") or {}
+    if not data.get("sha256") or not metadata.get("parameters"):
+        return f"the teacher {teacher_path} records no training data or parameters: its split is not checked"
+    if data["sha256"] != file_sha256(data_path):
         return (f"the teacher {teacher_path} was tuned on another file ({data.get('path')}): whether it trained on "
                 "this tune's validation split is not checked")
-    seed = params.get("split_seed")
-    _, teacher_val = split_validation(examples, params.get("val_fraction", 0.1), params.get("seed", 0) if seed is None
-                                      else seed)
-    _, own_val = split_validation(examples, val_fraction, split_seed)
-    held_out = {ex.input for ex in teacher_val}
-    seen = sum(ex.input not in held_out for ex in own_val)
-    if seen:
-        return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints, so "
-                f"the validation exact-set is optimistic; --split-seed {params.get('seed', 0) if seed is None else seed} "
-                "validates on the teacher's own held-out split")
-    return None
+    try:
+        teacher = TuningConfig.model_validate(metadata["parameters"])
+    except ValidationError:
+        return f"the teacher {teacher_path} records parameters this version cannot read: its split is not checked"
+    teacher_split, teacher_val = split_validation(examples, teacher.val_fraction, teacher.validation_seed)
+    trained = {ex.input for ex in trained_sample(teacher_split, teacher)}
+    _, own_val = split_validation(examples, config.val_fraction, config.validation_seed)
+    seen = sum(ex.input in trained for ex in own_val)
+    if not seen:
+        return None
+    if not teacher_val:
+        advice = "the teacher held out no validation split"
+    else:
+        advice = (f"--split-seed {teacher.validation_seed} with --val-fraction at most {teacher.val_fraction} "
+                  "validates on the teacher's own held-out complaints")
+    return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints, so "
+            f"the validation exact-set is optimistic; {advice}")
 
 
 @torch.no_grad()

@@ -56,8 +56,18 @@ class TrainResult:
     stopped_early: bool = False
 
 
+def trained_sample(train_split: list[Example], config: TuningConfig) -> list[Example]:
+    """The examples of the training split a tune trains on: all of them, or `train_examples` of them, seeded."""
+    if not config.train_examples or config.train_examples >= len(train_split):
+        return train_split
+    chosen = sorted(random.Random(config.seed).sample(range(len(train_split)), config.train_examples))
+    return [train_split[i] for i in chosen]
+
+
 def split_fingerprint(examples: Sequence[Example]) -> str:
     """sha256 of a split's complaints in sorted order: two runs validated on one split share it."""
+    if not examples:
+        return ""
     return hashlib.sha256("\n".join(sorted(ex.input for ex in examples)).encode()).hexdigest()
 
 
@@ -127,11 +137,8 @@ def train(
     tokenizer = base.tokenizer
     codec = LabelCodec.for_tokenizer(tokenizer)
     parts = tuned_prompt(base.is_seq2seq)
-    train_set, val_set = split_validation(examples, config.val_fraction, config.validation_seed)
-    pool = train_set
-    if config.train_examples and config.train_examples < len(train_set):
-        chosen = sorted(random.Random(config.seed).sample(range(len(train_set)), config.train_examples))
-        train_set = [train_set[i] for i in chosen]
+    pool, val_set = split_validation(examples, config.val_fraction, config.validation_seed)
+    train_set = trained_sample(pool, config)
     if more and config.context != "none":
         raise ValueError("more training data with --context is not supported: precedents come from the training file")
     train_set = train_set + list(more)

@@ -60,8 +60,7 @@ def tune_artifact(service: RouterService, examples: Sequence[Example], config: T
     if config.teacher is not None and on_message is not None:
         from tuning.teacher import teacher_split_warning
 
-        warning = teacher_split_warning(config.teacher, examples, data_path, config.val_fraction,
-                                        config.validation_seed)
+        warning = teacher_split_warning(config.teacher, examples, data_path, config)
         if warning:
             on_message(f"warning: {warning}")
     more = more or {}
