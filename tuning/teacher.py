@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from router.dataset import Example
+from tuning.config import TuningConfig
 from tuning.decisions import decision_logits
 from tuning.layer_cache import CachedExample, decision_reads, input_ids, length_batches, padded
 
@@ -34,8 +36,8 @@ def load_teacher(base, path: str | Path) -> torch.nn.Module:
     return merged_lora_model(base, path)
 
 
-def teacher_split_warning(teacher_path: str | Path, examples: Sequence, data_path: str | Path,
-                          config) -> str | None:
+def teacher_split_warning(teacher_path: str | Path, examples: Sequence[Example], data_path: str | Path,
+                          config: TuningConfig) -> str | None:
     """Why this tune's validation score would be optimistic, if it would: the teacher trained on some of the
     complaints this tune validates on. The teacher's training split of the same file is redrawn from its recorded
     parameters, as `tuning.train` drew it; its --more-data files are not looked at."""
@@ -43,7 +45,6 @@ def teacher_split_warning(teacher_path: str | Path, examples: Sequence, data_pat
 
     from router.artifact import read_metadata
     from router.dataset import file_sha256
-    from tuning.config import TuningConfig
     from tuning.train import split_validation, trained_sample
 
     metadata = read_metadata(teacher_path)
@@ -88,10 +89,10 @@ def teacher_probabilities(teacher: torch.nn.Module, items: Sequence[CachedExampl
             hidden = teacher.model(input_ids=ids).last_hidden_state
         rows, positions, decisions = decision_reads(batch)
         logits, tokens = decision_logits(hidden, rows, positions, decisions, head.weight, head.bias)
-        probabilities = torch.softmax(logits, dim=-1)  # 0 where a decision does not compare the token
+        probabilities = torch.softmax(logits, dim=-1).tolist()  # 0 where a decision does not compare the token
         column = {t: c for c, t in enumerate(tokens)}
         for row, (n, d) in enumerate(zip(rows, decisions)):
-            out[chunk[n]].append(tuple(float(probabilities[row, column[t]]) for t in d.allowed))
+            out[chunk[n]].append(tuple(probabilities[row][column[t]] for t in d.allowed))
         done += len(chunk)
         if on_progress:
             on_progress(done, len(items), time.perf_counter() - started)
