@@ -79,7 +79,7 @@ def test_cached_lower_layers_give_the_loss_and_gradients_of_the_plain_forward(to
     from tuning.batches import encode_examples
     from tuning.decisions import decision_loss
     from tuning.late_objective import late_prompt_loss
-    from tuning.late_prompt import DecoderParts, LatePrompt, init_ids, text_keys_values
+    from tuning.late_prompt import DecoderParts, LatePrompt, eager_attention, init_ids, text_keys_values
     from tuning.layer_cache import cache_examples, input_ids, padded
 
     base = _deep_tiny(tokenizer)
@@ -93,7 +93,11 @@ def test_cached_lower_layers_give_the_loss_and_gradients_of_the_plain_forward(to
     parts = DecoderParts.of(base.model)
     cached = cache_examples(parts, prompt, items, codec, [e.departments for e in examples], tokenizer.pad_token_id,
                             nullcontext(), torch.float32)
-    fast = late_prompt_loss(parts, prompt, cached, loss_name, nullcontext())
+    before = base.model.config._attn_implementation
+    with eager_attention(base.model):  # as a training step runs (the plain forward below keeps the model's own)
+        assert base.model.config._attn_implementation == "eager"
+        fast = late_prompt_loss(parts, prompt, cached, loss_name, nullcontext())
+    assert base.model.config._attn_implementation == before == "sdpa"
     fast_grads = torch.autograd.grad(fast, [prompt.keys, prompt.values])
 
     # the plain way: every layer, the whole prompt as a cache in front, nothing reused

@@ -137,7 +137,10 @@ class LatePromptObjective:
 
     def backward(self, items, scale: float = 1.0) -> float:
         """Add scale x the batch's gradients to `.grad` (one shard per core); the batch's loss."""
-        return self.sharded.run(items, scale)
+        from tuning.late_prompt import eager_attention
+
+        with eager_attention(self.base.model):  # set here, in the loop's thread, not in each shard's
+            return self.sharded.run(items, scale)
 
     def train(self, mode: bool = True) -> None:
         self.prompt.train(mode)
