@@ -99,7 +99,8 @@ def eager_attention(model) -> Iterator[None]:
     A late prompt's training step attends over small matrices (~16 complaints x ~40 tokens, 20 prompt
     positions); there PyTorch's fused CPU attention kernel spends more on its backward than the layers' matrix
     products do, and the plain form makes a one-thread step ~1.5x faster (0.37 s against 0.55-0.63 s, layers
-    8-29, 8 x 42 tokens). Set from one thread only: the setting is the model's, shared by every thread.
+    8-29, 8 x 42 tokens); a forward alone over 32 x 42 tokens at two threads is ~1.1x faster (0.52 s against
+    0.575 s). Set from one thread only: the setting is the model's, shared by every thread.
     """
     before = model.config._attn_implementation
     model.set_attn_implementation("eager")

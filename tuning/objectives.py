@@ -88,7 +88,7 @@ class LatePromptObjective:
     def __init__(self, base: BaseModel, config: TuningConfig, train_set: Sequence[Example], train_items: Sequence[Encoded],
                  val_set: Sequence[Example], val_items: Sequence[Encoded],
                  on_cache: Callable[[int, int, float], None] | None = None):
-        from tuning.late_prompt import DecoderParts, LatePrompt, init_ids, text_keys_values
+        from tuning.late_prompt import DecoderParts, LatePrompt, eager_attention, init_ids, text_keys_values
         from tuning.late_objective import loss_terms
         from tuning.layer_cache import cache_examples
 
@@ -110,14 +110,17 @@ class LatePromptObjective:
         autocast = autocast_for(config, self.device)
         every = list(train_items) + list(val_items)
         labels = [ex.departments for ex in list(train_set) + list(val_set)]
-        cached = cache_examples(self.parts, self.prompt, every, codec, labels, pad, autocast, dtype, on_progress=on_cache)
+        with eager_attention(base.model):  # also ~1.1x faster than the fused kernel for these forwards
+            cached = cache_examples(self.parts, self.prompt, every, codec, labels, pad, autocast, dtype,
+                                    on_progress=on_cache)
         self.train_items, self.val_items = cached[: len(train_items)], cached[len(train_items) :]
         if config.teacher is not None:  # distillation: the teacher's decisions join the training targets
             from tuning.teacher import load_teacher, teacher_probabilities, with_teacher
 
             teacher = load_teacher(base, config.teacher)
             report = (lambda done, total, elapsed: on_cache(done, total, elapsed, "teacher")) if on_cache else None
-            probabilities = teacher_probabilities(teacher, self.train_items, pad, autocast, on_progress=report)
+            with eager_attention(teacher):
+                probabilities = teacher_probabilities(teacher, self.train_items, pad, autocast, on_progress=report)
             del teacher
             self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight)
         self.val_set = list(val_set)
