@@ -39,6 +39,15 @@ def test_eval_compares_a_late_prompt_and_a_lora_adapter_with_the_baselines(tiny_
     assert 0 < methods["tuned late"]["memory_held_bytes"] < methods["tuned lora"]["memory_held_bytes"], "a prompt, not a copy"
     for row in methods.values():
         assert row["n"] == len(HELD_OUT) and 0.0 <= row["exact_set_accuracy"] <= 1.0
+        low, high = row["exact_set_95ci"]
+        assert low <= row["exact_set_accuracy"] <= high and high - low > 0.3, "4 complaints say little"
+    assert "paired_vs_first" not in methods["tuned late"]
+    for name in ("tuned lora", "tfidf", "embedding"):
+        pair = methods[name]["paired_vs_first"]
+        assert pair["against"] == "tuned late" and pair["wins"] + pair["losses"] <= len(HELD_OUT)
+        assert pair["wins"] - pair["losses"] == round(
+            (methods[name]["exact_set_accuracy"] - methods["tuned late"]["exact_set_accuracy"]) * len(HELD_OUT))
     assert (out / "methods.png").stat().st_size > 1000 and (out / "metrics.json").is_file()
     table = invoke("eval", "--data", str(data), "--model", str(late), "--model", str(lora), "-s", "tfidf").output
     assert "late-prompt" in table and "lora" in table and "held MB" in table and "embedding" not in table
+    assert "95% CI" in table and "(first)" in table and " p=" in table

@@ -3,7 +3,8 @@
 Per artifact: method, trainable parameters, artifact size, training time (from its triage.json), and,
 measured here on one labeled file in one process: exact-set, micro/macro F1, input tokens, p50 latency
 (one complaint at a time) and the memory its loaded form holds beside the shared base model (the tensors
-it adds: a soft prompt's keys/values, a LoRA adapter's merged model copy). Resident-set deltas are no
+it adds: a soft prompt's keys/values, a LoRA adapter's merged model copy); a 95% interval for each exact-set
+and each row against the first (`tuning.paired`). Resident-set deltas are no
 measure inside one process that loads and frees models in turn; `scripts/prompts_memory.py` and
 `triage bench` measure the process.
 """
@@ -22,6 +23,7 @@ from router.artifact import read_metadata
 from router.dataset import Example
 from tuning.evaluate import StrategyReport, evaluate_lm
 from tuning.metrics import percentile
+from tuning.paired import paired_cell
 
 
 def artifact_bytes(path: Path) -> int:
@@ -78,16 +80,18 @@ def _count_parameters(path: Path) -> int:
 
 
 def format_methods_table(reports: Sequence[StrategyReport]) -> str:
-    header = (f"{'model':<40} {'method':<12} {'params':>9} {'size':>9} {'train s':>8} {'exact':>6} {'microF1':>8} "
-              f"{'macroF1':>8} {'in tok':>7} {'p50 ms':>7} {'held MB':>8}")
+    header = (f"{'model':<40} {'method':<12} {'params':>9} {'size':>9} {'train s':>8} {'exact':>6} {'95% CI':>13} "
+              f"{'vs first':>18} {'microF1':>8} {'macroF1':>8} {'in tok':>7} {'p50 ms':>7} {'held MB':>8}")
     lines = [header, "-" * len(header)]
     for r in reports:
         j, e = r.to_json(), r.extra
         size = f"{e['artifact_bytes'] / 1e6:.2f} MB" if "artifact_bytes" in e else "–"
         held = f"{e['memory_held_bytes'] / 2**20:.2f}" if "memory_held_bytes" in e else "–"
+        interval = "{:.3f}-{:.3f}".format(*e["exact_set_95ci"]) if "exact_set_95ci" in e else "–"
         lines.append(
             f"{r.strategy:<40} {e.get('method', '–'):<12} {e.get('trainable_parameters', '–')!s:>9} {size:>9} "
-            f"{e.get('train_seconds', '–')!s:>8} {j['exact_set_accuracy']:>6.3f} {j['micro_f1']:>8.3f} {j['macro_f1']:>8.3f} "
+            f"{e.get('train_seconds', '–')!s:>8} {j['exact_set_accuracy']:>6.3f} {interval:>13} {paired_cell(e):>18} "
+            f"{j['micro_f1']:>8.3f} {j['macro_f1']:>8.3f} "
             f"{j['mean_input_tokens']:>7.1f} {e.get('single_p50_ms', '–')!s:>7} {held:>8}"
         )
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from router.dataset import Example, normalize
 from tuning.baselines import BASELINES
 from tuning.compare_methods import evaluate_artifact, methods_json, methods_png
 from tuning.evaluate import evaluate_baseline, evaluate_lm
+from tuning.paired import add_uncertainty
 from tuning.plots import f1_png
 
 Progress = Callable[[str, int], ContextManager[Callable[[int, int], None]]]
@@ -66,12 +67,14 @@ def retrieval(service, examples: Sequence[Example]) -> dict | None:
 def compare_artifacts(service, artifacts: Sequence[Path], examples: Sequence[Example], train: Sequence[Example],
                       baselines: Sequence[str], *, batch_size: int = 16,
                       progress: Progress = _no_progress) -> tuple[dict, list]:
-    """Several tuned artifacts on one base model, one table, the baselines beside them; (result, reports)."""
+    """Several tuned artifacts on one base model, one table, the baselines beside them; (result, reports).
+    Each row has a 95% interval for its exact-set and, after the first, a paired count against the first."""
     reports = []
     for path in artifacts:
         with progress(Path(path).name, len(examples)) as advance:
             reports.append(evaluate_artifact(service, Path(path), examples, batch_size=batch_size, on_progress=advance))
     reports += [evaluate_baseline(name, train, examples) for name in baselines]
+    add_uncertainty(reports, [ex.departments for ex in examples])  # intervals, and each against the first model
     return {"n": len(examples), "methods": methods_json(reports)}, reports
 
 
