@@ -40,3 +40,6 @@ def test_without_an_active_model_or_evaluation_data_it_stays_a_candidate():
     assert not nothing.promote and "no evaluation data" in nothing.reasons[0]
     text = format_decision(alone.to_json())
     assert "stays a candidate" in text and "0.900" in text and "dev" in text
+    compared = decide({"dev": (scores(0.6, 0.5), scores(0.5, 0.5))}, candidate_version="n", active_version="o")
+    compared.sets["dev"]["paired"] = {"wins": 3, "losses": 2, "p_value": 1.0}
+    assert "+3 -2 p=1.00" in format_decision(compared.to_json())

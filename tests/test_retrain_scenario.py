@@ -115,6 +115,8 @@ def test_corrections_are_trained_on_and_a_better_candidate_is_promoted_and_serve
     dev = gate["sets"]["dev"]
     assert dev["n"] == len(DEV) and dev["gated"]
     assert dev["candidate"]["exact_set_accuracy"] == 1.0 > dev["active"]["exact_set_accuracy"]
+    gained = (dev["candidate"]["exact_set_accuracy"] - dev["active"]["exact_set_accuracy"]) * len(DEV)
+    assert dev["paired"]["losses"] == 0 and dev["paired"]["wins"] == round(gained) > 0, "complaint by complaint"
     holdout, trained = gate["sets"]["holdout"], gate["sets"]["corrections"]
     assert holdout["n"] == 1 and holdout["gated"] and trained["n"] == 5 and not trained["gated"]
     assert {row["input"] for row in holdout["examples"] + trained["examples"]} == set(CORRECTED)

@@ -3,7 +3,9 @@
 The candidate is promoted automatically only when, on every gated evaluation set
 (the dev file and the held-out corrections), its exact-set accuracy and macro F1
 reach the active model's plus `margin`. Otherwise it stays a candidate and the
-comparison says why.
+comparison says why. Each set also reports the complaints only the candidate gets right,
+only the active model gets right, and McNemar's exact p (`tuning.paired`), so a
+supervisor can see whether a difference is more than chance; the rule itself is the margin.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from router.artifact import ArtifactError, load_tuned_model
 from router.dataset import Example
 from router.engine import Engine
 from tuning.metrics import routing_metrics
+from tuning.paired import paired
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ def run_gate(base, candidate_path: Path, active_path: Path | None, eval_sets: Ma
         except (ArtifactError, OSError) as exc:
             problem = f"the active model {active_path} cannot be evaluated ({exc}): promote it by hand"
             log.warning(problem)
-    results, details = {}, {}
+    results, details, pairs = {}, {}, {}
     for name, examples in eval_sets.items():
         if not examples:
             continue
@@ -122,6 +125,8 @@ def run_gate(base, candidate_path: Path, active_path: Path | None, eval_sets: Ma
         ours = predict(engine, candidate, examples, batch_size)
         theirs = predict(engine, active, examples, batch_size) if active is not None else None
         results[name] = (routing_metrics(gold, ours), routing_metrics(gold, theirs) if theirs is not None else None)
+        if theirs is not None:  # complaint by complaint: only the candidate right (wins), only the active (losses)
+            pairs[name] = paired(gold, theirs, ours)
         if name in DETAIL_SETS:
             details[name] = [{"input": ex.input, "expected": g, "candidate": c, "active": theirs[i] if theirs else None}
                              for i, (ex, g, c) in enumerate(zip(examples, gold, ours))][:MAX_DETAILS]
@@ -129,21 +134,25 @@ def run_gate(base, candidate_path: Path, active_path: Path | None, eval_sets: Ma
                       gated=gated, active_problem=problem)
     for name, rows in details.items():
         decision.sets[name]["examples"] = rows
+    for name, pair in pairs.items():
+        decision.sets[name]["paired"] = pair
     return decision
 
 
 def format_decision(decision: Mapping) -> str:
     """The comparison as a small table plus the verdict (for `triage retrain start --follow`)."""
     active = decision.get("active_version") or "-"
-    lines = [f"{'set':<12} {'n':>5} {'exact':>8} {'active':>8} {'macroF1':>8} {'active':>8}  gated"]
+    lines = [f"{'set':<12} {'n':>5} {'exact':>8} {'active':>8} {'macroF1':>8} {'active':>8} {'vs active':>17}  gated"]
     for name, s in decision.get("sets", {}).items():
         cand, act = s.get("candidate") or {}, s.get("active") or {}
 
         def cell(d, key):
             return f"{d[key]:>8.3f}" if d.get(key) is not None else f"{'-':>8}"
 
+        pair = s.get("paired")
+        versus = f"+{pair['wins']} -{pair['losses']} p={pair['p_value']:.2f}" if pair else "-"
         lines.append(f"{name:<12} {s.get('n', 0):>5} {cell(cand, 'exact_set_accuracy')} {cell(act, 'exact_set_accuracy')} "
-                     f"{cell(cand, 'macro_f1')} {cell(act, 'macro_f1')}  {'yes' if s.get('gated') else 'no'}")
+                     f"{cell(cand, 'macro_f1')} {cell(act, 'macro_f1')} {versus:>17}  {'yes' if s.get('gated') else 'no'}")
     verdict = "promoted" if decision.get("promote") else "stays a candidate"
     lines.append(f"candidate {decision.get('candidate_version')} vs active {active}: {verdict}")
     lines += [f"  {r}" for r in decision.get("reasons", [])]
