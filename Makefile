@@ -42,7 +42,7 @@ tune-default: install
 	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints --dev data/dev.jsonl --version smollm2-complaints-r3
 
 tune-late-prompt: install
-	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --epochs 6 --out router/artifacts/smollm2-complaints-late-prompt --method late-prompt --dev data/dev.jsonl --version smollm2-complaints-late-prompt-r3
+	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 4 --epochs 5 --out router/artifacts/smollm2-complaints-late-prompt --method late-prompt --dev data/dev.jsonl --version smollm2-complaints-late-prompt-r4
 
 tune-v2: install
 	$(BIN)/triage tune --data data/complaints_v2.jsonl --out router/artifacts/smollm2-complaints-v2 --dev data/dev.jsonl --version smollm2-complaints-v2
