@@ -19,7 +19,7 @@ from router.artifact import ArtifactError, load_tuned_model
 from router.dataset import Example
 from router.engine import Engine
 from tuning.metrics import routing_metrics
-from tuning.paired import paired
+from tuning.paired import format_pair, paired
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def format_decision(decision: Mapping) -> str:
             return f"{d[key]:>8.3f}" if d.get(key) is not None else f"{'-':>8}"
 
         pair = s.get("paired")
-        versus = f"+{pair['wins']} -{pair['losses']} p={pair['p_value']:.2f}" if pair else "-"
+        versus = format_pair(pair) if pair else "-"
         lines.append(f"{name:<12} {s.get('n', 0):>5} {cell(cand, 'exact_set_accuracy')} {cell(act, 'exact_set_accuracy')} "
                      f"{cell(cand, 'macro_f1')} {cell(act, 'macro_f1')} {versus:>17}  {'yes' if s.get('gated') else 'no'}")
     verdict = "promoted" if decision.get("promote") else "stays a candidate"

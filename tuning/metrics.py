@@ -22,12 +22,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def routing_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict:
-    """Exact-set accuracy and per-department precision/recall/F1 for department lists."""
+def exact_hits(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> list[bool]:
+    """For each complaint, whether the predicted departments are exactly the gold ones (in any order)."""
     if len(gold) != len(predicted):
         raise ValueError("gold and predicted differ in length")
+    return [set(g) == set(p) for g, p in zip(gold, predicted)]
+
+
+def routing_metrics(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict:
+    """Exact-set accuracy and per-department precision/recall/F1 for department lists."""
     n = len(gold)
-    exact = sum(set(g) == set(p) for g, p in zip(gold, predicted))
+    exact = sum(exact_hits(gold, predicted))
     per_department, totals = {}, [0, 0, 0]
     for d in DEPARTMENTS:
         tp = sum(d in g and d in p for g, p in zip(gold, predicted))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from tuning.metrics import exact_hits
+
 
 def wilson_interval(right: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for right/n (95% with z = 1.96); (0, 1) when n is 0."""
@@ -31,38 +33,39 @@ def exact_mcnemar_p(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def exact_hits(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> list[bool]:
-    if len(gold) != len(predicted):
-        raise ValueError("gold and predicted differ in length")
-    return [set(g) == set(p) for g, p in zip(gold, predicted)]
+def _paired_hits(reference: Sequence[bool], other: Sequence[bool]) -> dict:
+    wins = sum(n and not r for r, n in zip(reference, other))
+    losses = sum(r and not n for r, n in zip(reference, other))
+    return {"wins": wins, "losses": losses, "p_value": round(exact_mcnemar_p(wins, losses), 4)}
 
 
 def paired(gold: Sequence[Sequence[str]], reference: Sequence[Sequence[str]], other: Sequence[Sequence[str]]) -> dict:
     """`other` against `reference` on the same complaints: complaints only it gets right (wins), only the
     reference gets right (losses), and McNemar's exact p-value."""
-    ref, new = exact_hits(gold, reference), exact_hits(gold, other)
-    wins = sum(n and not r for r, n in zip(ref, new))
-    losses = sum(r and not n for r, n in zip(ref, new))
-    return {"wins": wins, "losses": losses, "p_value": round(exact_mcnemar_p(wins, losses), 4)}
+    return _paired_hits(exact_hits(gold, reference), exact_hits(gold, other))
 
 
 def add_uncertainty(reports: Sequence, gold: Sequence[Sequence[str]]) -> None:
     """Each report's extra gets `exact_set_95ci`; every report after the first gets `paired_vs_first` against it."""
+    hits = [exact_hits(gold, report.predictions) for report in reports]
     for n, report in enumerate(reports):
-        hits = exact_hits(gold, report.predictions)
-        low, high = wilson_interval(sum(hits), len(hits))
+        low, high = wilson_interval(sum(hits[n]), len(hits[n]))
         report.extra["exact_set_95ci"] = [round(low, 4), round(high, 4)]
         if n:
-            report.extra["paired_vs_first"] = {"against": reports[0].strategy,
-                                               **paired(gold, reports[0].predictions, report.predictions)}
+            report.extra["paired_vs_first"] = {"against": reports[0].strategy, **_paired_hits(hits[0], hits[n])}
 
 
-def paired_cell(extra: dict) -> str:
-    """'+wins -losses p=...' for a table, or '(reference)' / '–'."""
-    pair = extra.get("paired_vs_first")
-    if pair is None:
-        return "(first)" if "exact_set_95ci" in extra else "–"
+def format_pair(pair: dict) -> str:
+    """'+wins -losses p=...' (a `paired` result) for a table cell."""
     return f"+{pair['wins']} -{pair['losses']} p={pair['p_value']:.2f}"
 
 
-__all__ = ["add_uncertainty", "exact_mcnemar_p", "paired", "paired_cell", "wilson_interval"]
+def paired_cell(extra: dict) -> str:
+    """A methods-table cell: the row against the first, '(first)' for the first row, or '–' when not compared."""
+    pair = extra.get("paired_vs_first")
+    if pair is None:
+        return "(first)" if "exact_set_95ci" in extra else "–"
+    return format_pair(pair)
+
+
+__all__ = ["add_uncertainty", "exact_mcnemar_p", "format_pair", "paired", "paired_cell", "wilson_interval"]
