@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from router.retrieval import Grounding, RetrievalUnavailable
-from rag.names import POLICIES, PRECEDENTS
+from rag.names import CORRECTION, POLICIES, PRECEDENTS
 from router.results import Passage
 
 if TYPE_CHECKING:
@@ -131,7 +131,8 @@ class ChromaGrounder:
         for text, rows in zip(texts, self._query(PRECEDENTS, list(texts), k + 1 if exclude_self else k)):
             own = precedent_id(text)
             found = [Passage(pid, str(meta.get("departments", "")), document, score, "precedent",
-                             str(meta["source_id"]) if meta.get("source_id") else None)
+                             str(meta["source_id"]) if meta.get("source_id") else None,
+                             meta.get("kind") == CORRECTION)
                      for pid, document, meta, score in rows if not (exclude_self and pid == own)]
             out.append(found[:k])
         return out
@@ -169,9 +170,14 @@ def policy_block(hits: list[tuple[Passage, str]]) -> str:
     return "Policy:\n" + "\n".join(f"- {p.title}: {line}" for p, line in hits)
 
 
+CORRECTED = "Complaint (corrected by a supervisor)"  # how the prompt marks a correction among the precedents
+
+
 def precedents_block(found: list[Passage]) -> str:
-    """Labeled precedents as the prompt shows them (training builds the same block: rag.training_context)."""
-    lines = [f"Complaint: {_cut(p.snippet, PRECEDENT_CHARS)}\nDepartments: {p.title}" for p in found]
+    """Labeled precedents as the prompt shows them (training builds the same block: rag.training_context);
+    a supervisor's correction is marked as one."""
+    lines = [f"{CORRECTED if p.corrected else 'Complaint'}: {_cut(p.snippet, PRECEDENT_CHARS)}\nDepartments: {p.title}"
+             for p in found]
     return "Similar past complaints:\n" + "\n".join(lines)
 
 

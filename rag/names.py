@@ -2,3 +2,4 @@
 
 POLICIES = "triage-policies"
 PRECEDENTS = "triage-precedents"
+EXAMPLE, CORRECTION = "example", "correction"  # the two kinds of precedent (metadata "kind")

@@ -12,12 +12,11 @@ import hashlib
 from pathlib import Path
 
 from rag.ingest import SyncReport
+from rag.names import CORRECTION, EXAMPLE
 from rag.store import PRECEDENTS, add_in_batches, collection, existing, mark_changed, open_client
 from router.dataset import load_examples, normalize
 from router.departments import LabelError, canonical, format_departments, parse_departments
 from router.settings import Settings
-
-EXAMPLE, CORRECTION = "example", "correction"
 
 
 def precedent_id(text: str) -> str:

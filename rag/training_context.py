@@ -23,6 +23,8 @@ from router.results import Passage
 CONTEXTS = ("none", "precedents", "policy", "both")
 NEAR_DUPLICATE_WORDS = 0.5  # word-set overlap (Jaccard) at or above which two complaints are near-duplicates
 NEAR_DUPLICATE_COSINE = 0.95  # embedding similarity at or above which two complaints are near-duplicates
+QUERY_VARIABLES = 16000  # queries x results per Chroma query, well under its SQLite's limit of 32766
+CANDIDATES = 9  # precedents looked at beyond the k shown, when simulating corrections
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -83,8 +85,7 @@ class LeaveOutPrecedents:
         want = min(len(self.pool), k + 8)
         pending = list(range(len(texts)))
         while pending:
-            found = self._col.query(query_embeddings=[vectors[i] for i in pending], n_results=want,
-                                    include=["documents", "metadatas", "distances"])
+            found = self._query([vectors[i] for i in pending], want)
             retry = []
             for row, i in enumerate(pending):
                 kept = [Passage(f"train:{pid}", str(meta["departments"]), doc, round(1.0 - float(dist), 4), "precedent")
@@ -98,6 +99,17 @@ class LeaveOutPrecedents:
             pending, want = retry, min(len(self.pool), want * 4)
         return out  # type: ignore[return-value]  # every slot is filled
 
+    def _query(self, vectors: list, n: int) -> dict:
+        """One Chroma query per chunk of queries: its SQLite takes at most 32766 variables (queries x results)."""
+        step = max(1, QUERY_VARIABLES // n)
+        found: dict = {"ids": [], "documents": [], "metadatas": [], "distances": []}
+        for start in range(0, len(vectors), step):
+            part = self._col.query(query_embeddings=vectors[start:start + step], n_results=n,
+                                   include=["documents", "metadatas", "distances"])
+            for key in found:
+                found[key] += part[key]
+        return found
+
 
 @dataclass
 class TrainingContexts:
@@ -106,12 +118,22 @@ class TrainingContexts:
     kind: str
     policy_k: int
     precedents_k: int
+    simulated_corrections: float = 0.0  # share of examples given a simulated correction (rag.simulated_corrections)
+    seed: int = 0
+    made: dict | None = None  # how many simulated corrections the last build made, per split
 
     def build(self, settings, train_set: Sequence[Example], val_set: Sequence[Example],
               pool: Sequence[Example] | None = None,
               on_progress: Callable[[str], None] | None = None) -> tuple[list[str], list[str]]:
         """The context of every training and validation example; precedents from `pool` (default: train_set),
         the training split, never from the validation split."""
+        return self.build_examples(settings, train_set, val_set, pool, on_progress)[:2]
+
+    def build_examples(self, settings, train_set: Sequence[Example], val_set: Sequence[Example],
+                       pool: Sequence[Example] | None = None, on_progress: Callable[[str], None] | None = None):
+        """build(), plus the training and validation examples as trained: with simulated corrections, those
+        whose precedents carry one of the rule's new label take it as their target."""
+        train_set, val_set = list(train_set), list(val_set)
         pool = list(train_set) if pool is None else list(pool)
         every = [ex.input for ex in list(train_set) + list(val_set)]
         hits: list = [None] * len(every)
@@ -127,11 +149,30 @@ class TrainingContexts:
                             "training examples (each without itself and its near-duplicates)")
             index = LeaveOutPrecedents(pool)
             try:
-                found = index.search_many(every, self.precedents_k)
+                wanted = self.precedents_k + (CANDIDATES if self.simulated_corrections else 0)
+                found = index.search_many(every, wanted)
             finally:
                 index.close()
+            if self.simulated_corrections:
+                found, train_set, val_set = self._simulate(found, pool, train_set, val_set, on_progress)
         contexts = [compose(h, f).context for h, f in zip(hits, found)]
-        return contexts[: len(train_set)], contexts[len(train_set) :]
+        return contexts[: len(train_set)], contexts[len(train_set) :], train_set, val_set
+
+    def _simulate(self, found, pool, train_set, val_set, on_progress):
+        from rag.simulated_corrections import simulate_corrections
+
+        n = len(train_set)
+        train = simulate_corrections(train_set, found[:n], pool, self.precedents_k, self.simulated_corrections,
+                                     self.seed)
+        val = simulate_corrections(val_set, found[n:], pool, self.precedents_k, self.simulated_corrections,
+                                   self.seed + 1)
+        self.made = {"train": {"applies": train.applied, "does_not_apply": train.not_applied},
+                     "validation": {"applies": val.applied, "does_not_apply": val.not_applied}}
+        if on_progress:
+            on_progress(f"simulated corrections: {train.applied} that apply and {train.not_applied} that do not "
+                        f"among {n} training examples; {val.applied} and {val.not_applied} among {len(val_set)} "
+                        "validation examples")
+        return train.precedents + val.precedents, train.examples, val.examples
 
     def to_json(self) -> dict:
         data = {"kind": self.kind}
@@ -140,4 +181,7 @@ class TrainingContexts:
         if uses_precedents(self.kind):
             data.update(precedents_k=self.precedents_k, leave_out={
                 "near_duplicate_word_overlap": NEAR_DUPLICATE_WORDS, "near_duplicate_cosine": NEAR_DUPLICATE_COSINE})
+            if self.simulated_corrections:
+                data["simulated_corrections"] = {"share": self.simulated_corrections, "seed": self.seed,
+                                                 "candidates": self.precedents_k + CANDIDATES, **(self.made or {})}
         return data

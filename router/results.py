@@ -19,6 +19,7 @@ class Passage:
     score: float
     kind: str = "policy"  # "policy" or "precedent"
     source: str | None = None  # a precedent's origin: "ticket-12" (a supervisor's correction) or "<file>:<line>"
+    corrected: bool = False  # a precedent that is a supervisor's correction (the prompt marks it as one)
 
 
 @dataclass

@@ -87,18 +87,20 @@ def test_batched_grounding_embeds_once_and_equals_one_at_a_time(tmp_path, encode
     assert [[p.doc_id for p in g.passages] for g in batched] == [[p.doc_id for p in g.passages] for g in single]
 
 
-def tune_with_context(base, train_file, out, settings, context="precedents"):
+def tune_with_context(base, train_file, out, settings, context="precedents", simulated_corrections=0.0):
     from tuning.artifacts import build_metadata, save_artifact
     from tuning.config import TuningConfig
     from tuning.train import train
 
-    config = TuningConfig(method="lora", context=context, epochs=1, learning_rate=0.005, val_fraction=0.0, batch_size=4)
-    contexts = TrainingContexts(context, settings.rag_top_k, settings.precedents_k)
+    config = TuningConfig(method="lora", context=context, epochs=1, learning_rate=0.005, val_fraction=0.0, batch_size=4,
+                          simulated_corrections=simulated_corrections)
+    contexts = TrainingContexts(context, settings.rag_top_k, settings.precedents_k, simulated_corrections)
     seen = {}
 
     def context_for(train_set, val_set, pool):
-        seen["train"], seen["val"] = contexts.build(settings, train_set, val_set, pool)
-        return seen["train"], seen["val"]
+        built = contexts.build_examples(settings, train_set, val_set, pool)
+        seen["train"], seen["val"] = built[:2]
+        return built
 
     result = train(base, load_examples(train_file), config, context_for=context_for)
     meta = build_metadata(base, config, result, train_file, out.name, {"context": contexts.to_json()})

@@ -151,3 +151,25 @@ async def test_a_strategy_that_cannot_run_says_why_and_the_others_still_run(tiny
         assert rows["multi-shot"][1] == service.route(COMPLAINT, "multi-shot").label
         assert "not saved" in str(app.screen.query_one("#ticket-info").render())
         assert app.session.tickets[0].ticket_id is None
+
+
+async def test_the_evidence_says_which_precedent_is_a_correction_and_of_which_ticket():
+    from textual.app import App
+
+    from router.results import Passage
+    from tui.widgets.evidence import EvidencePanel
+
+    class Host(App):
+        def compose(self):
+            yield EvidencePanel()
+
+    passages = [Passage("p-1", "Service, Marketing", "My points were never credited.", 0.91, "precedent", "ticket-7",
+                        corrected=True),
+                Passage("p-2", "Marketing", "The sale price was not applied.", 0.8, "precedent", "complaints.jsonl:12")]
+    async with Host().run_test(size=(80, 24)) as pilot:
+        panel = pilot.app.query_one(EvidencePanel)
+        panel.show(passages, rag=True, available=True)
+        await pilot.pause()
+        shown = [str(s.render()) for s in panel.query(".passage")]
+    assert "Service, Marketing" in shown[0] and "correction · ticket-7" in shown[0]
+    assert "precedent · complaints.jsonl:12" in shown[1] and "correction" not in shown[1]

@@ -82,6 +82,14 @@ class TuningConfig(BaseModel):
         "labeled complaints of the training split, never the example itself or a near-duplicate), policy "
         "(passages from the RAG store), both, or none. The artifact records it and serving retrieves the same.",
     )
+    simulated_corrections: float = Field(
+        0.0, ge=0.0, le=0.5,
+        description="With precedents in the context: share of training examples rewritten as if a rule had just "
+        "changed and supervisors had corrected similar complaints (rag.simulated_corrections): a precedent marked "
+        "as a correction carries the new rule's label and so does the target, so the model learns that a "
+        "supervisor's correction overrides what it learned; half as many get a correction that does not apply to "
+        "them, whose target is unchanged. 0 = none.",
+    )
     init_adapter: str | None = Field(
         None,
         description="lora: start from this LoRA artifact's adapter weights (its rank and alpha are used) instead of "
@@ -148,6 +156,9 @@ class TuningConfig(BaseModel):
         if self.context != "none" and self.method == "late-prompt":
             raise ValueError("context: a late prompt picks its epoch by routing the validation split without "
                              "context; use --method lora, prompt or prefix with --context")
+        if self.simulated_corrections and self.context not in ("precedents", "both"):
+            raise ValueError("simulated_corrections: corrections reach the model as precedents; use it with "
+                             "--context precedents or both")
         low, high = LR_RANGES[self.method]
         if not low <= self.learning_rate <= high:
             raise ValueError(

@@ -126,7 +126,8 @@ def train(
     more: Sequence[Example] = (),
 ) -> TrainResult:
     """context_for(examples trained on, validation split, training split) -> the retrieved context of each example
-    trained on and validated on, put in front of the complaint as serving does (rag.training_context); precedents
+    trained on and validated on, put in front of the complaint as serving does (rag.training_context), and
+    optionally the two lists of examples as trained (relabeled where a correction was simulated); precedents
     come from the training split. None: no context. `more`: examples added to the training split only (the
     validation split is drawn from `examples` alone, so it is the same with or without them)."""
     if config.context != "none" and context_for is None:
@@ -142,7 +143,13 @@ def train(
     if more and config.context != "none":
         raise ValueError("more training data with --context is not supported: precedents come from the training file")
     train_set = train_set + list(more)
-    train_context, val_context = context_for(train_set, val_set, pool) if context_for else (None, None)
+    fingerprint = split_fingerprint(val_set)
+    train_context, val_context = None, None
+    if context_for:
+        built = context_for(train_set, val_set, pool)
+        train_context, val_context = built[:2]
+        if len(built) == 4:  # the examples as trained (simulated corrections relabel some)
+            train_set, val_set = list(built[2]), list(built[3])
     train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens, train_context)
     val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens, val_context)
     started = time.perf_counter()
@@ -160,7 +167,7 @@ def train(
     updates_per_epoch = math.ceil(batches_per_epoch / config.accumulation_steps)
     total_updates = updates_per_epoch * config.epochs
     result = TrainResult(objective, n_train=len(train_items), n_val=len(val_items),
-                         validation_sha256=split_fingerprint(val_set))
+                         validation_sha256=fingerprint)
     best_val, best_state, stale, update = (-1.0, float("-inf")), None, 0, 0
     objective.train(True)
     loop_started = time.perf_counter()  # ETAs from the loop's own pace (the cache above is done once)

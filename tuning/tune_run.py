@@ -41,7 +41,8 @@ def training_contexts(config: TuningConfig, settings: Settings):
         return None
     from rag.training_context import TrainingContexts
 
-    return TrainingContexts(config.context, settings.rag_top_k, settings.precedents_k)
+    return TrainingContexts(config.context, settings.rag_top_k, settings.precedents_k,
+                            config.simulated_corrections, config.seed)
 
 
 def tune_artifact(service: RouterService, examples: Sequence[Example], config: TuningConfig, data_path: Path,
@@ -56,7 +57,7 @@ def tune_artifact(service: RouterService, examples: Sequence[Example], config: T
     context_for = None
     if contexts is not None:
         def context_for(train_set, val_set, pool):
-            return contexts.build(settings, train_set, val_set, pool, on_progress=on_message or (lambda m: None))
+            return contexts.build_examples(settings, train_set, val_set, pool, on_progress=on_message or (lambda m: None))
     if config.teacher is not None and on_message is not None:
         from tuning.teacher import teacher_split_warning
 

@@ -48,6 +48,7 @@ class PassageOut(BaseModel):
     kind: str
     source: Optional[str] = Field(default=None, description="A precedent's origin: 'ticket-12' for a supervisor's "
                                   "correction of ticket 12, '<file>:<line>' for a training example.")
+    corrected: bool = Field(default=False, description="True for a precedent that is a supervisor's correction.")
 
 
 class _RoutingBase(BaseModel):

@@ -65,6 +65,10 @@ def _progress_printer(stream):
               help="Retrieved text in front of each training complaint, as serving puts it: precedents (from the "
               "training split, never the example itself or a near-duplicate), policy (passages from the RAG store: "
               "run `triage rag ingest` first), both, or none (default). Serving retrieves the same automatically.")
+@click.option("--simulate-corrections", "simulated_corrections", type=float, default=None,
+              help="With --context precedents|both: share of training examples rewritten as if a rule had just "
+              "changed and a similar complaint had been corrected by a supervisor (0-0.5, default 0), so that "
+              "corrections saved later change similar routings without a retrain.")
 @click.option("--init-adapter", type=click.Path(exists=True, file_okay=False), default=None,
               help="lora: start from this LoRA artifact's adapters (its rank and alpha) instead of fresh ones.")
 @click.option("--train-examples", type=int, default=None,
