@@ -10,7 +10,7 @@ REFERENCE_1 := Where are the 2 extra sets of sheets that are supposed to come wi
 REFERENCE_2 := I see a 2-door model in your TV ad, but why is that not available?
 REFERENCE_3 := I could not get someone on the phone who could fix my problems! Your so-called "SMEs" are just not helpful.
 
-.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt clean
+.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-corrections scenario clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -43,6 +43,14 @@ tune-default: install
 
 tune-late-prompt: install
 	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 4 --epochs 5 --out router/artifacts/smollm2-complaints-late-prompt --method late-prompt --dev data/dev.jsonl --version smollm2-complaints-late-prompt-r4
+
+# A precedents-tuned LoRA that follows supervisors' corrections (issue 14); starts from the default's adapters
+tune-corrections: install
+	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections --method lora --context precedents --simulate-corrections 0.3 --init-adapter router/artifacts/smollm2-complaints --epochs 1 --version smollm2-complaints-corrections
+
+# Corrections act at once (data/scenario/RULE.md): before/after table, no retrain
+scenario: install
+	$(BIN)/python scripts/correction_scenario.py --model router/artifacts/smollm2-complaints-corrections
 
 tune-v2: install
 	$(BIN)/triage tune --data data/complaints_v2.jsonl --out router/artifacts/smollm2-complaints-v2 --dev data/dev.jsonl --version smollm2-complaints-v2

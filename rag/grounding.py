@@ -86,8 +86,7 @@ class ChromaGrounder:
         with self._lock:
             col = self._collection(name)
             try:
-                found = col.query(query_texts=texts, n_results=min(n, col.count()),
-                                  include=["documents", "metadatas", "distances"])
+                found = _query_in_chunks(col, texts, min(n, col.count()))
             except connection_errors() as exc:
                 raise RetrievalUnavailable(f"lost the {location(self.settings)}: {exc}") from exc
         results = []
@@ -163,6 +162,24 @@ class ChromaGrounder:
         found = self.search_precedents_many(texts, precedents_k, exclude_self=exclude_self) if precedents \
             else [None] * len(texts)
         return [compose(h, f) for h, f in zip(hits, found)]
+
+
+def _query_in_chunks(col, texts: list[str], n: int) -> dict:
+    """col.query for many texts: one embedding call, then as many queries as Chroma's SQLite takes variables for
+    (QUERY_VARIABLES results per query)."""
+    from rag.store import QUERY_VARIABLES
+
+    include = ["documents", "metadatas", "distances"]
+    step = max(1, QUERY_VARIABLES // max(1, n))
+    if len(texts) <= step:
+        return col.query(query_texts=texts, n_results=n, include=include)
+    vectors = list(col._embedding_function(texts))
+    found: dict = {"ids": [], "documents": [], "metadatas": [], "distances": []}
+    for start in range(0, len(vectors), step):
+        part = col.query(query_embeddings=vectors[start:start + step], n_results=n, include=include)
+        for key in found:
+            found[key] += part[key]
+    return found
 
 
 def policy_block(hits: list[tuple[Passage, str]]) -> str:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 INGEST_HINT = {POLICIES: "run `triage rag ingest` first", PRECEDENTS: "run `triage rag ingest-examples` first"}
 WHAT = {POLICIES: "policy corpus", PRECEDENTS: "precedent store"}
 GENERATION_FILE = "triage-generation"
+QUERY_VARIABLES = 16000  # queries x results in one Chroma query: its SQLite allows 32766 variables per statement
 
 
 def location(settings: Settings) -> str:

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from rag.grounding import ChromaGrounder, compose
+from rag.store import QUERY_VARIABLES
 from router.dataset import Example, normalize
 from router.results import Passage
 
 CONTEXTS = ("none", "precedents", "policy", "both")
 NEAR_DUPLICATE_WORDS = 0.5  # word-set overlap (Jaccard) at or above which two complaints are near-duplicates
 NEAR_DUPLICATE_COSINE = 0.95  # embedding similarity at or above which two complaints are near-duplicates
-QUERY_VARIABLES = 16000  # queries x results per Chroma query, well under its SQLite's limit of 32766
 CANDIDATES = 9  # precedents looked at beyond the k shown, when simulating corrections
 _WORD = re.compile(r"[a-z0-9']+")
 

@@ -87,6 +87,33 @@ def test_batched_grounding_embeds_once_and_equals_one_at_a_time(tmp_path, encode
     assert [[p.doc_id for p in g.passages] for g in batched] == [[p.doc_id for p in g.passages] for g in single]
 
 
+def test_a_batch_too_big_for_one_chroma_query_is_split_but_embedded_once(tmp_path, encoder, monkeypatch):
+    """Chroma's SQLite takes 32766 variables a statement: a tune retrieving for 2308 examples at once failed."""
+    import rag.store
+    import rag.training_context
+
+    settings = store_settings(tmp_path)
+    ingest_policies(settings, small_corpus(tmp_path / "policies"))
+    ingest_examples(settings, write_jsonl(tmp_path / "train.jsonl", TINY_TRAIN))
+    texts = ["The lamp came dented in a crushed box.", "Only two of three chairs arrived.", "Rude agent on the phone.",
+             "The catalog shows a blue model you do not sell.", "My kettle is dead.", "On hold for an hour."]
+    whole = ChromaGrounder(settings).ground_many(texts, policy=True, precedents=True)
+    index = LeaveOutPrecedents(examples(TINY_TRAIN), encoder.embed)
+    unsplit = index.search_many(texts, 3)
+    calls = []
+    real = type(encoder).embed
+    monkeypatch.setattr(type(encoder), "embed", lambda self, batch: calls.append(len(batch)) or real(self, batch))
+    monkeypatch.setattr(rag.store, "QUERY_VARIABLES", 7)  # a text or two per query
+    monkeypatch.setattr(rag.training_context, "QUERY_VARIABLES", 7)
+    split = ChromaGrounder(settings).ground_many(texts, policy=True, precedents=True)
+    assert calls == [6, 6]  # still one embedding call per collection
+    assert [g.context for g in split] == [g.context for g in whole]
+    try:
+        assert index.search_many(texts, 3) == unsplit
+    finally:
+        index.close()
+
+
 def tune_with_context(base, train_file, out, settings, context="precedents", simulated_corrections=0.0):
     from tuning.artifacts import build_metadata, save_artifact
     from tuning.config import TuningConfig

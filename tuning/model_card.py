@@ -35,6 +35,13 @@ def _metrics_lines(meta: dict) -> list[str]:
             how = f", {m['precision']}" if m.get("precision") else ""
             lines.append(f"- `{m.get('data')}` ({m.get('n')} complaints, held out{how}): exact-set "
                          f"{m['exact_set_accuracy']:.4f}, micro F1 {m['micro_f1']:.3f}, macro F1 {m['macro_f1']:.3f}")
+    scenario = meta.get("scenario_metrics")
+    if scenario:
+        lines.append(f"- correction scenario (`{scenario['command']}`): new-rule complaints routed by the new rule "
+                     f"{scenario['new_rule_share_before']:.3f} before the {scenario['corrections_saved']} corrections "
+                     f"and {scenario['new_rule_share_after']:.3f} after, no retrain; {scenario['held_out']} held-out "
+                     f"complaints {scenario['held_out_exact_before']:.3f} before and "
+                     f"{scenario['held_out_exact_after']:.3f} after")
     return lines or ["- not evaluated yet (`triage eval --model <this directory>`)"]
 
 
@@ -43,9 +50,18 @@ def _context_lines(meta: dict) -> list[str]:
     if context.get("kind", "none") == "none":
         return []
     counts = ", ".join(f"{key} {context[key]}" for key in ("policy_k", "precedents_k") if key in context)
-    return [f"- tuned with retrieved context `{context['kind']}` ({counts}); serving retrieves the same for every "
-            "complaint (precedents in training came from the training split, each example without itself and its "
-            "near-duplicates)"]
+    lines = [f"- tuned with retrieved context `{context['kind']}` ({counts}); serving retrieves the same for every "
+             "complaint (precedents in training came from the training split, each example without itself and its "
+             "near-duplicates)"]
+    simulated = context.get("simulated_corrections")
+    if simulated:
+        made = simulated.get("train", {})
+        lines.append(f"- trained with simulated corrections (share {simulated['share']:g}: {made.get('applies')} "
+                     f"training examples whose nearest precedent of one of their rules was shown as a supervisor's "
+                     f"correction adding a department, with the target following it; {made.get('does_not_apply')} "
+                     "with a correction of another kind of complaint, target unchanged), so that a correction saved "
+                     "as a precedent changes the routing of complaints like it without a retrain")
+    return lines
 
 
 def model_card(meta: dict) -> str:
@@ -76,9 +92,10 @@ def model_card(meta: dict) -> str:
            f"{1 - params.get('teacher_weight', 0.5):g} x the label + {params.get('teacher_weight', 0.5):g} x the "
            "teacher's probabilities"] if params.get("teacher") else []),
         f"- parameters: `{json.dumps(params, sort_keys=True)}`",
-        f"- {meta.get('train_seconds')} s in all ({meta.get('cache_seconds', 0)} s running the frozen layers once"
-        + (" and the teacher's pass" if params.get("teacher") else "") + ", "
-        f"{meta.get('seconds_per_epoch')} s per epoch); best epoch {meta.get('best_epoch')}"
+        f"- {meta.get('train_seconds')} s in all ("
+        + (f"{meta.get('cache_seconds', 0)} s running the frozen layers once"
+           + (" and the teacher's pass" if params.get("teacher") else "") + ", " if method == "late-prompt" else "")
+        + f"{meta.get('seconds_per_epoch')} s per epoch); best epoch {meta.get('best_epoch')}"
         + (" (stopped early)" if meta.get("stopped_early") else ""),
         f"- loss per epoch: train {[round(x, 4) for x in curve.get('train', [])]}, "
         f"validation {[round(x, 4) for x in curve.get('validation', [])]} (`loss.png`)",
