@@ -50,7 +50,7 @@ tune-corrections: install
 
 # Corrections act at once (data/scenario/RULE.md): before/after table, no retrain
 scenario: install
-	$(BIN)/python scripts/correction_scenario.py --model router/artifacts/smollm2-complaints-corrections
+	$(BIN)/python scripts/correction_scenario.py --model router/artifacts/smollm2-complaints-corrections --record
 
 tune-v2: install
 	$(BIN)/triage tune --data data/complaints_v2.jsonl --out router/artifacts/smollm2-complaints-v2 --dev data/dev.jsonl --version smollm2-complaints-v2

@@ -21,6 +21,12 @@ class Passage:
     source: str | None = None  # a precedent's origin: "ticket-12" (a supervisor's correction) or "<file>:<line>"
     corrected: bool = False  # a precedent that is a supervisor's correction (the prompt marks it as one)
 
+    @property
+    def origin(self) -> str:
+        """What it is and where it came from: 'correction · ticket-7', 'precedent · complaints.jsonl:12',
+        'policy · <document id>'."""
+        return f"{'correction' if self.corrected else self.kind} · {self.source or self.doc_id}"
+
 
 @dataclass
 class Routing:

@@ -1,12 +1,14 @@
 """Corrections act at once: route the new-rule complaints and a held-out file before and after saving the
 supervisors' corrections as precedents, with no retrain in between (data/scenario/RULE.md says what changed).
 
-    python scripts/correction_scenario.py --model router/artifacts/smollm2-complaints-precedents
+    python scripts/correction_scenario.py --model router/artifacts/smollm2-complaints-corrections
     python scripts/correction_scenario.py --model DIR --held-out data/dev.jsonl --json
+    python scripts/correction_scenario.py --model DIR --record    # also into DIR's triage.json and model card
 
 Builds a scratch retrieval store (policy corpus + the training file's precedents) in a temporary directory,
-so the configured store is never changed. The model should be one tuned with precedents (`triage tune
---context precedents`); `--precedents` serves a model tuned without context with precedents too (with a warning).
+so the configured store is never changed. The model should be one tuned with precedents and simulated
+corrections (`triage tune --context precedents --simulate-corrections 0.3`, `make tune-corrections`);
+`--precedents` serves a model tuned without context with precedents too (with a warning).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--precedents", action="store_true",
                         help="retrieve precedents even if the model was not tuned with them (it is warned about)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--record", action="store_true",
+                        help="store the result in the model's triage.json (scenario_metrics) and its model card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     affected = affected_lines(args.scenario / "RULE.md", args.held_out)
@@ -52,6 +56,12 @@ def main(argv=None) -> int:
                           scenario_dir=args.scenario, affected=affected, precedents=args.precedents,
                           say=lambda m: print(m, file=sys.stderr))
     print(json.dumps(result.to_json(), indent=1) if args.json else format_scenario(result, args.held_out.name))
+    if args.record:
+        from tuning.artifacts import update_metadata
+
+        held_out = "" if args.held_out == ROOT / "data" / "dev.jsonl" else f" --held-out {args.held_out}"
+        update_metadata(args.model, scenario_metrics={
+            **result.to_json(), "command": f"python scripts/correction_scenario.py --model <this directory>{held_out}"})
     return 0
 
 

@@ -50,7 +50,7 @@ def test_ingest_twice_then_search(run, corpus):
     results = json.loads(as_json.output)
     assert len(results) == 3
     assert results[0]["doc_id"] == "rule-13" and results[0]["kind"] == "policy"
-    assert set(results[0]) == {"doc_id", "title", "snippet", "score", "kind", "source"}
+    assert set(results[0]) == {"doc_id", "title", "snippet", "score", "kind", "source", "corrected"}
     assert results[0]["score"] >= results[1]["score"] >= results[2]["score"]
 
 

@@ -113,4 +113,4 @@ def route(text, strategy, shots, compare, as_json, rag, precedents, model_path, 
         return
     click.echo(result.label)
     for passage in result.passages:
-        click.echo(f"  [{passage.score:.2f}] {passage.title} ({passage.doc_id}): {passage.snippet[:100]}", err=True)
+        click.echo(f"  [{passage.score:.2f}] {passage.title} ({passage.origin}): {passage.snippet[:100]}", err=True)

@@ -29,11 +29,6 @@ class EvidencePanel(VerticalScroll):
             self.mount(Static("No passage was retrieved for this complaint.", classes="hint"))
             return
         for passage in passages:
-            head = f"[b]{escape(passage.title)}[/b]  [dim]{origin(passage)} · score {passage.score:.2f}[/dim]"
+            head = f"[b]{escape(passage.title)}[/b]  [dim]{escape(passage.origin)} · score {passage.score:.2f}[/dim]"
             self.mount(Static(f"{head}\n{escape(passage.snippet)}", classes="passage"))
 
-
-def origin(passage: Passage) -> str:
-    """What a passage is and where it came from: 'correction · ticket-7', 'precedent · complaints.jsonl:12'."""
-    kind = "correction" if passage.corrected else passage.kind
-    return escape(f"{kind} · {passage.source}") if passage.source else kind
