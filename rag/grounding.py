@@ -50,6 +50,7 @@ class ChromaGrounder:
         self.settings = settings
         self._client = None
         self._generation: str | None = None
+        self._embedder = None  # the collections' embedding function, made on first use
         self._lock = threading.RLock()  # one retrieval at a time: a reopen never pulls the store from under a query
 
     # -- connection --------------------------------------------------------------
@@ -79,14 +80,22 @@ class ChromaGrounder:
             raise RetrievalUnavailable(f"the {WHAT[name]} in {location(self.settings)} is empty: {INGEST_HINT[name]}")
         return col
 
+    def _embed(self, texts: list[str]) -> list:
+        """The texts' embeddings, in one call of the function the collections use."""
+        from rag.embeddings import ChromaMiniLM
+
+        if self._embedder is None:
+            self._embedder = ChromaMiniLM()
+        return list(self._embedder(texts))
+
     def _query(self, name: str, texts: list[str], n: int) -> list[list[tuple[str, str, dict, float]]]:
         """For each text, the n nearest entries as (id, document, metadata, cosine similarity)."""
-        from rag.store import connection_errors, location
+        from rag.store import connection_errors, location, query_in_chunks
 
         with self._lock:
             col = self._collection(name)
             try:
-                found = _query_in_chunks(col, texts, min(n, col.count()))
+                found = query_in_chunks(col, self._embed(texts), min(n, col.count()))
             except connection_errors() as exc:
                 raise RetrievalUnavailable(f"lost the {location(self.settings)}: {exc}") from exc
         results = []
@@ -162,24 +171,6 @@ class ChromaGrounder:
         found = self.search_precedents_many(texts, precedents_k, exclude_self=exclude_self) if precedents \
             else [None] * len(texts)
         return [compose(h, f) for h, f in zip(hits, found)]
-
-
-def _query_in_chunks(col, texts: list[str], n: int) -> dict:
-    """col.query for many texts: one embedding call, then as many queries as Chroma's SQLite takes variables for
-    (QUERY_VARIABLES results per query)."""
-    from rag.store import QUERY_VARIABLES
-
-    include = ["documents", "metadatas", "distances"]
-    step = max(1, QUERY_VARIABLES // max(1, n))
-    if len(texts) <= step:
-        return col.query(query_texts=texts, n_results=n, include=include)
-    vectors = list(col._embedding_function(texts))
-    found: dict = {"ids": [], "documents": [], "metadatas": [], "distances": []}
-    for start in range(0, len(vectors), step):
-        part = col.query(query_embeddings=vectors[start:start + step], n_results=n, include=include)
-        for key in found:
-            found[key] += part[key]
-    return found
 
 
 def policy_block(hits: list[tuple[Passage, str]]) -> str:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from rag.grounding import ChromaGrounder, compose
-from rag.store import QUERY_VARIABLES
+from rag.store import query_in_chunks
 from router.dataset import Example, normalize
 from router.results import Passage
 
@@ -85,7 +85,7 @@ class LeaveOutPrecedents:
         want = min(len(self.pool), k + 8)
         pending = list(range(len(texts)))
         while pending:
-            found = self._query([vectors[i] for i in pending], want)
+            found = query_in_chunks(self._col, [vectors[i] for i in pending], want)
             retry = []
             for row, i in enumerate(pending):
                 kept = [Passage(f"train:{pid}", str(meta["departments"]), doc, round(1.0 - float(dist), 4), "precedent")
@@ -99,16 +99,15 @@ class LeaveOutPrecedents:
             pending, want = retry, min(len(self.pool), want * 4)
         return out  # type: ignore[return-value]  # every slot is filled
 
-    def _query(self, vectors: list, n: int) -> dict:
-        """One Chroma query per chunk of queries: its SQLite takes at most 32766 variables (queries x results)."""
-        step = max(1, QUERY_VARIABLES // n)
-        found: dict = {"ids": [], "documents": [], "metadatas": [], "distances": []}
-        for start in range(0, len(vectors), step):
-            part = self._col.query(query_embeddings=vectors[start:start + step], n_results=n,
-                                   include=["documents", "metadatas", "distances"])
-            for key in found:
-                found[key] += part[key]
-        return found
+
+class Built(NamedTuple):
+    """What a tune trains and validates on: each example's context, and the examples themselves (with simulated
+    corrections, some relabeled to the simulated rule's new label)."""
+
+    train: list[str]
+    val: list[str]
+    train_set: list[Example]
+    val_set: list[Example]
 
 
 @dataclass
@@ -127,12 +126,14 @@ class TrainingContexts:
               on_progress: Callable[[str], None] | None = None) -> tuple[list[str], list[str]]:
         """The context of every training and validation example; precedents from `pool` (default: train_set),
         the training split, never from the validation split."""
-        return self.build_examples(settings, train_set, val_set, pool, on_progress)[:2]
+        built = self.build_for_tune(settings, train_set, val_set, pool, on_progress)
+        return built.train, built.val
 
-    def build_examples(self, settings, train_set: Sequence[Example], val_set: Sequence[Example],
-                       pool: Sequence[Example] | None = None, on_progress: Callable[[str], None] | None = None):
-        """build(), plus the training and validation examples as trained: with simulated corrections, those
-        whose precedents carry one of the rule's new label take it as their target."""
+    def build_for_tune(self, settings, train_set: Sequence[Example], val_set: Sequence[Example],
+                       pool: Sequence[Example] | None = None,
+                       on_progress: Callable[[str], None] | None = None) -> Built:
+        """build()'s contexts and the training and validation examples as trained: with simulated corrections,
+        an example whose precedents show a correction that applies to it takes the correction's rule's new label."""
         train_set, val_set = list(train_set), list(val_set)
         pool = list(train_set) if pool is None else list(pool)
         every = [ex.input for ex in list(train_set) + list(val_set)]
@@ -156,7 +157,7 @@ class TrainingContexts:
             if self.simulated_corrections:
                 found, train_set, val_set = self._simulate(found, pool, train_set, val_set, on_progress)
         contexts = [compose(h, f).context for h, f in zip(hits, found)]
-        return contexts[: len(train_set)], contexts[len(train_set) :], train_set, val_set
+        return Built(contexts[: len(train_set)], contexts[len(train_set) :], train_set, val_set)
 
     def _simulate(self, found, pool, train_set, val_set, on_progress):
         from rag.simulated_corrections import simulate_corrections

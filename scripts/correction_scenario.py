@@ -35,6 +35,27 @@ def affected_lines(rule_file: Path, held_out: Path) -> list[int]:
     return []
 
 
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def reproduce(args) -> str:
+    """The command that gives the same result, with every argument that differs from the default."""
+    from rag.scenario import SCENARIO_DIR
+
+    words = ["python scripts/correction_scenario.py --model <this directory>"]
+    if args.held_out.resolve() != (ROOT / "data" / "dev.jsonl").resolve():
+        words.append(f"--held-out {_shown(args.held_out)}")
+    if args.train is not None:
+        words.append(f"--train {_shown(args.train)}")
+    if args.scenario.resolve() != SCENARIO_DIR.resolve():
+        words.append(f"--scenario {_shown(args.scenario)}")
+    if args.precedents:
+        words.append("--precedents")
+    return " ".join(words)
+
+
 def main(argv=None) -> int:
     from rag.scenario import SCENARIO_DIR, format_scenario, run_scenario
     from router.settings import Settings
@@ -59,9 +80,7 @@ def main(argv=None) -> int:
     if args.record:
         from tuning.artifacts import update_metadata
 
-        held_out = "" if args.held_out == ROOT / "data" / "dev.jsonl" else f" --held-out {args.held_out}"
-        update_metadata(args.model, scenario_metrics={
-            **result.to_json(), "command": f"python scripts/correction_scenario.py --model <this directory>{held_out}"})
+        update_metadata(args.model, scenario_metrics={**result.to_json(), "command": reproduce(args)})
     return 0
 
 

@@ -89,8 +89,9 @@ def test_batched_grounding_embeds_once_and_equals_one_at_a_time(tmp_path, encode
 
 def test_a_batch_too_big_for_one_chroma_query_is_split_but_embedded_once(tmp_path, encoder, monkeypatch):
     """Chroma's SQLite takes 32766 variables a statement: a tune retrieving for 2308 examples at once failed."""
+    import chromadb.api.models.Collection as collection_module
+
     import rag.store
-    import rag.training_context
 
     settings = store_settings(tmp_path)
     ingest_policies(settings, small_corpus(tmp_path / "policies"))
@@ -100,18 +101,22 @@ def test_a_batch_too_big_for_one_chroma_query_is_split_but_embedded_once(tmp_pat
     whole = ChromaGrounder(settings).ground_many(texts, policy=True, precedents=True)
     index = LeaveOutPrecedents(examples(TINY_TRAIN), encoder.embed)
     unsplit = index.search_many(texts, 3)
-    calls = []
-    real = type(encoder).embed
-    monkeypatch.setattr(type(encoder), "embed", lambda self, batch: calls.append(len(batch)) or real(self, batch))
+    embeds, queries = [], []
+    real_embed, real_query = type(encoder).embed, collection_module.Collection.query
+    monkeypatch.setattr(type(encoder), "embed", lambda self, batch: embeds.append(len(batch)) or real_embed(self, batch))
+    monkeypatch.setattr(collection_module.Collection, "query",
+                        lambda self, **kw: queries.append(len(kw["query_embeddings"])) or real_query(self, **kw))
     monkeypatch.setattr(rag.store, "QUERY_VARIABLES", 7)  # a text or two per query
-    monkeypatch.setattr(rag.training_context, "QUERY_VARIABLES", 7)
     split = ChromaGrounder(settings).ground_many(texts, policy=True, precedents=True)
-    assert calls == [6, 6]  # still one embedding call per collection
+    assert embeds == [6, 6]  # still one embedding call per collection
+    assert len(queries) > 2 and sum(queries) == 12 and max(queries) <= 2  # but several queries
     assert [g.context for g in split] == [g.context for g in whole]
+    queries.clear()
     try:
         assert index.search_many(texts, 3) == unsplit
     finally:
         index.close()
+    assert len(queries) >= 6
 
 
 def tune_with_context(base, train_file, out, settings, context="precedents", simulated_corrections=0.0):
@@ -125,8 +130,8 @@ def tune_with_context(base, train_file, out, settings, context="precedents", sim
     seen = {}
 
     def context_for(train_set, val_set, pool):
-        built = contexts.build_examples(settings, train_set, val_set, pool)
-        seen["train"], seen["val"] = built[:2]
+        built = contexts.build_for_tune(settings, train_set, val_set, pool)
+        seen["train"], seen["val"], seen["train_set"] = built.train, built.val, built.train_set
         return built
 
     result = train(base, load_examples(train_file), config, context_for=context_for)

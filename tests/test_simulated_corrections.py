@@ -64,6 +64,29 @@ def test_a_simulated_change_relabels_the_example_and_precedents_of_its_rule_alik
     assert made.precedents[0][1].corrected and made.precedents[0][0].title == "Service"
 
 
+def test_a_precedent_of_the_rule_found_below_the_top_k_takes_the_last_place():
+    example = Example("Nobody could fix my modem.", ("Service", "L3"), 13, (6,))
+    made = simulate_corrections([example], [candidates([5, 3, 0, 6, 1])], POOL, k=3, rate=1.0, seed=0)
+    shown = made.precedents[0]
+    assert [p.doc_id for p in shown] == ["train:5", "train:3", "train:6"]
+    assert [p.corrected for p in shown] == [False, False, True]
+    added = set(made.examples[0].departments) - {"Service", "L3"}
+    assert len(added) == 1 and set(parse_departments(shown[2].title)) == {"Service", "L3"} | added
+
+
+def test_untagged_complaints_are_of_one_kind_when_their_labels_are():
+    untagged = [Example(e.input, e.departments, e.line) for e in POOL]
+    example = Example("Reward points expired.", ("Marketing",), 10)
+    made = simulate_corrections([example] * 30, [candidates([5, 0, 3, 1, 2])] * 30, untagged, k=3, rate=0.6, seed=1)
+    for target, shown in zip(made.examples, made.precedents):
+        for p in shown:
+            if p.corrected and target == example:  # a correction that does not apply: never one of its label
+                assert untagged[int(p.doc_id.split(":")[1])].output != "Marketing"
+            if p.corrected and target != example:
+                assert untagged[int(p.doc_id.split(":")[1])].output == "Marketing"
+    assert made.applied and made.not_applied
+
+
 def test_a_correction_that_does_not_apply_leaves_the_target_alone():
     examples = [q for q, _ in QUERIES] * 20
     found = [candidates(o) for _, o in QUERIES] * 20
@@ -98,13 +121,30 @@ def test_a_saved_correction_is_marked_as_one_in_the_prompt(precedent_store):  # 
 
 
 def test_a_tune_with_simulated_corrections_trains_on_them_and_records_them(tiny_base, tiny_train_file, tmp_path,
-                                                                          precedent_store):  # noqa: F811
+                                                                          precedent_store, monkeypatch):  # noqa: F811
+    import tuning.train
+    from router.dataset import load_examples
+
+    encoded = []
+    real = tuning.train.encode_examples
+    monkeypatch.setattr(tuning.train, "encode_examples",
+                        lambda examples, *a: encoded.append(list(examples)) or real(examples, *a))
     artifact, seen = tune_with_context(tiny_base, tiny_train_file, tmp_path / "sim", precedent_store,
                                        simulated_corrections=0.5)
     made = json.loads((artifact / "triage.json").read_text())["context"]["simulated_corrections"]
     assert made["share"] == 0.5 and made["train"]["applies"] >= 1
     marked = [c for c in seen["train"] if CORRECTED in c]
     assert len(marked) == made["train"]["applies"] + made["train"]["does_not_apply"]
+    original = {e.input: e for e in load_examples(tiny_train_file)}
+    trained = encoded[0]  # what the loss was computed on: the targets the corrections call for
+    relabeled = [e for e in trained if e.departments != original[e.input].departments]
+    assert len(relabeled) == made["train"]["applies"]
+    for example, context in zip(trained, seen["train"]):
+        if example in relabeled:
+            assert set(example.departments) > set(original[example.input].departments)
+            added = (set(example.departments) - set(original[example.input].departments)).pop()
+            corrected = [line for line in context.split("\n") if line.startswith("Departments:")]
+            assert CORRECTED in context and any(added in line for line in corrected)
 
 
 def test_simulated_corrections_need_precedents_in_the_context():

@@ -7,7 +7,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
@@ -18,6 +18,9 @@ from router.prompting import tuned_prompt
 from tuning.batches import encode_examples, epoch_batches
 from tuning.config import TuningConfig
 from tuning.objectives import build_objective
+
+if TYPE_CHECKING:
+    from rag.training_context import Built
 
 
 @dataclass
@@ -122,13 +125,13 @@ def train(
     config: TuningConfig,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    context_for: Callable[[list[Example], list[Example], list[Example]], tuple[list[str], list[str]]] | None = None,
+    context_for: Callable[[list[Example], list[Example], list[Example]], Built] | None = None,
     more: Sequence[Example] = (),
 ) -> TrainResult:
-    """context_for(examples trained on, validation split, training split) -> the retrieved context of each example
-    trained on and validated on, put in front of the complaint as serving does (rag.training_context), and
-    optionally the two lists of examples as trained (relabeled where a correction was simulated); precedents
-    come from the training split. None: no context. `more`: examples added to the training split only (the
+    """context_for(examples trained on, validation split, training split) -> rag.training_context.Built: the
+    retrieved context of each example trained on and validated on, put in front of the complaint as serving does,
+    and the examples as trained (relabeled where a correction was simulated); precedents come from the training
+    split. None: no context. `more`: examples added to the training split only (the
     validation split is drawn from `examples` alone, so it is the same with or without them)."""
     if config.context != "none" and context_for is None:
         raise ValueError(f"context {config.context!r}: this tune has no retrieval to build it (triage tune --context "
@@ -147,9 +150,7 @@ def train(
     train_context, val_context = None, None
     if context_for:
         built = context_for(train_set, val_set, pool)
-        train_context, val_context = built[:2]
-        if len(built) == 4:  # the examples as trained (simulated corrections relabel some)
-            train_set, val_set = list(built[2]), list(built[3])
+        train_context, val_context, train_set, val_set = built.train, built.val, built.train_set, built.val_set
     train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens, train_context)
     val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens, val_context)
     started = time.perf_counter()

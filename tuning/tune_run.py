@@ -57,7 +57,7 @@ def tune_artifact(service: RouterService, examples: Sequence[Example], config: T
     context_for = None
     if contexts is not None:
         def context_for(train_set, val_set, pool):
-            return contexts.build_examples(settings, train_set, val_set, pool, on_progress=on_message or (lambda m: None))
+            return contexts.build_for_tune(settings, train_set, val_set, pool, on_progress=on_message or (lambda m: None))
     if config.teacher is not None and on_message is not None:
         from tuning.teacher import teacher_split_warning
 

@@ -31,4 +31,3 @@ class EvidencePanel(VerticalScroll):
         for passage in passages:
             head = f"[b]{escape(passage.title)}[/b]  [dim]{escape(passage.origin)} · score {passage.score:.2f}[/dim]"
             self.mount(Static(f"{head}\n{escape(passage.snippet)}", classes="passage"))
-
