@@ -206,6 +206,8 @@ def test_a_correction_through_one_replica_grounds_routings_on_the_other(replicas
                         headers=replicas.auth("agent"), timeout=120).json()
     cited = [p for p in routed["passages"] if p["kind"] == "precedent" and p["snippet"] == complaint]
     assert [p["title"] for p in cited] == ["Planning, Marketing"], routed["passages"]
+    assert cited[0]["corrected"] and cited[0]["ticket"] == f"/v1/tickets/{ticket['id']}"  # a link to the ticket
+    assert httpx.get(f"{b.url}{cited[0]['ticket']}", headers=replicas.auth("agent"), timeout=30).json()["text"] == complaint
 
 
 def test_kill_9_of_one_replica_mid_load_loses_no_acknowledged_ticket_and_retries_make_no_duplicate(replicas):

@@ -7,7 +7,7 @@ import typing
 from typing import Annotated, Any, Optional
 
 from fastapi import Path
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, computed_field, create_model
 
 from router.db.models import MAX_ROW_ID, Strategy, _Forbid
 from router.results import Routing
@@ -49,6 +49,12 @@ class PassageOut(BaseModel):
     source: Optional[str] = Field(default=None, description="A precedent's origin: 'ticket-12' for a supervisor's "
                                   "correction of ticket 12, '<file>:<line>' for a training example.")
     corrected: bool = Field(default=False, description="True for a precedent that is a supervisor's correction.")
+
+    @computed_field(description="A correction's ticket: its path in this API, '/v1/tickets/12'; else null.")
+    @property
+    def ticket(self) -> Optional[str]:
+        number = (self.source or "").removeprefix("ticket-")
+        return f"/v1/tickets/{number}" if self.corrected and number.isdigit() else None
 
 
 class _RoutingBase(BaseModel):
