@@ -50,7 +50,6 @@ class ChromaGrounder:
         self.settings = settings
         self._client = None
         self._generation: str | None = None
-        self._embedder = None  # the collections' embedding function, made on first use
         self._lock = threading.RLock()  # one retrieval at a time: a reopen never pulls the store from under a query
 
     # -- connection --------------------------------------------------------------
@@ -80,13 +79,12 @@ class ChromaGrounder:
             raise RetrievalUnavailable(f"the {WHAT[name]} in {location(self.settings)} is empty: {INGEST_HINT[name]}")
         return col
 
-    def _embed(self, texts: list[str]) -> list:
-        """The texts' embeddings, in one call of the function the collections use."""
+    @staticmethod
+    def _embed(texts: list[str]) -> list:
+        """The texts' embeddings, in one call of the function the collections use (its encoder is loaded once)."""
         from rag.embeddings import ChromaMiniLM
 
-        if self._embedder is None:
-            self._embedder = ChromaMiniLM()
-        return list(self._embedder(texts))
+        return list(ChromaMiniLM()(texts))
 
     def _query(self, name: str, texts: list[str], n: int) -> list[list[tuple[str, str, dict, float]]]:
         """For each text, the n nearest entries as (id, document, metadata, cosine similarity)."""

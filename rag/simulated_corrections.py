@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from router.dataset import Example
-from router.departments import DEPARTMENTS, format_departments, parse_departments
+from router.departments import DEPARTMENTS, canonical, format_departments, parse_departments
 from router.results import Passage
 
 DOES_NOT_APPLY = 0.5  # distractor corrections per applying one
@@ -125,7 +125,7 @@ def _applies(example, found, pool, k, rng) -> tuple[list[Passage], Example] | No
     for i, passage in enumerate(top):
         if i == nearest or (raises(_source(passage, pool), rule, example) and rng.random() < ALSO_CORRECTED):
             top[i] = _correct(passage, plus(parse_departments(passage.title), added))
-    return top, replace(example, departments=tuple(parse_departments(plus(example.departments, added))))
+    return top, replace(example, departments=tuple(canonical([*example.departments, added])))
 
 
 def _does_not_apply(example, top, pool, rng) -> list[Passage] | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from rag.embeddings import MODEL_NAME, ChromaMiniLM
 from router.retrieval import RetrievalUnavailable
-from rag.names import POLICIES, PRECEDENTS
+from rag.names import CORRECTION, EXAMPLE, POLICIES, PRECEDENTS
 from router import atomic
 
 if TYPE_CHECKING:
@@ -148,8 +148,8 @@ def _count(client: ClientAPI, status: dict) -> None:
     if precedents is not None:
         kinds = [m.get("kind") for m in existing(precedents).values()]
         status["precedents"] = len(kinds)
-        status["examples"] = kinds.count("example")
-        status["corrections"] = kinds.count("correction")
+        status["examples"] = kinds.count(EXAMPLE)
+        status["corrections"] = kinds.count(CORRECTION)
 
 
 def query_in_chunks(col: Collection, vectors: list, n: int) -> dict:
