@@ -53,7 +53,7 @@ scenario: install
 	$(BIN)/python scripts/correction_scenario.py --model router/artifacts/smollm2-complaints-corrections --record
 
 tune-v2: install
-	$(BIN)/triage tune --data data/complaints_v2.jsonl --out router/artifacts/smollm2-complaints-v2 --dev data/dev.jsonl --version smollm2-complaints-v2
+	$(BIN)/triage tune --data data/complaints_v2.jsonl --epochs 4 --out router/artifacts/smollm2-complaints-v2 --dev data/dev.jsonl --version smollm2-complaints-v2
 
 bench: install
 	$(BIN)/triage bench
