@@ -10,7 +10,7 @@ REFERENCE_1 := Where are the 2 extra sets of sheets that are supposed to come wi
 REFERENCE_2 := I see a 2-door model in your TV ad, but why is that not available?
 REFERENCE_3 := I could not get someone on the phone who could fix my problems! Your so-called "SMEs" are just not helpful.
 
-.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-corrections scenario clean
+.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-corrections tune-prompt-ensemble scenario clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -43,6 +43,17 @@ tune-default: install
 
 tune-late-prompt: install
 	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 4 --epochs 5 --out router/artifacts/smollm2-complaints-late-prompt --method late-prompt --dev data/dev.jsonl --version smollm2-complaints-late-prompt-r4
+
+# The prompt ensemble: the shipped r4 with two more tunes of the r3 and eager5 recipes (layer 8; 6 and 5 epochs; ~37 min)
+# into a new directory beside the shipped one (an artifact is never overwritten in place).
+# Tunes are not bit-reproducible (r3 was tuned with the fused attention kernel, today's steps use eager attention).
+ENSEMBLE_TMP := $(CURDIR)/.ensemble-members
+tune-prompt-ensemble: install
+	rm -rf $(ENSEMBLE_TMP) && mkdir -p $(ENSEMBLE_TMP)
+	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 8 --epochs 6 --method late-prompt --out $(ENSEMBLE_TMP)/r3 --version smollm2-complaints-late-prompt-r3
+	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 8 --epochs 5 --method late-prompt --out $(ENSEMBLE_TMP)/eager5 --version smollm2-complaints-late-prompt-eager5
+	$(BIN)/triage ensemble router/artifacts/smollm2-complaints-late-prompt $(ENSEMBLE_TMP)/r3 $(ENSEMBLE_TMP)/eager5 --out router/artifacts/smollm2-complaints-prompt-ensemble.new --version smollm2-complaints-prompt-ensemble-e3
+	rm -rf $(ENSEMBLE_TMP)
 
 # A precedents-tuned LoRA that follows supervisors' corrections (issue 14); starts from the default's adapters
 tune-corrections: install

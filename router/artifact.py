@@ -4,6 +4,7 @@ Layout of a version directory::
 
     soft_prompt.safetensors     late prompt: learned keys/values (router.soft_prompt says how to apply them)
     soft_prompt.json            late prompt: first layer, length, initialization text
+    ensemble.json, members/     prompt ensemble: soft prompts that vote (router.ensemble)
     adapter_config.json         PEFT methods (prompt, prefix, lora): PeftModel.from_pretrained loads it
     adapter_model.safetensors   PEFT methods
     triage.json                 base model + hash, data hash, parameters, loss curve, metrics, created
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from router.backends import PrefixCache, embeds_prefix_cache
+from router.ensemble import ENSEMBLE_CONFIG, PROMPT_ENSEMBLE, read_ensemble_config
 from router.packed_linear import pack_linears
 from router.soft_prompt import LATE_PROMPT, SOFT_PROMPT_CONFIG, check_shape, late_prompt_layers, read_late_prompt
 
@@ -33,14 +35,16 @@ class ArtifactError(ValueError):
 @dataclass
 class TunedModel:
     """A tuned artifact ready to serve: a soft prompt (its keys/values in front of every input, on the shared
-    base model), or a LoRA adapter (`model`: a copy of the base with the adapters merged in)."""
+    base model), a prompt ensemble (`members`: soft prompts that vote), or a LoRA adapter (`model`: a copy of
+    the base with the adapters merged in)."""
 
     path: Path
-    method: str  # "late-prompt", "prompt" or "prefix" (soft prompts), or "lora"
+    method: str  # "late-prompt", "prompt" or "prefix" (soft prompts), "prompt-ensemble", or "lora"
     metadata: dict
     embeds: torch.Tensor | None  # prompt tuning: [n_virtual, hidden]
     prefix: PrefixCache  # keys/values every complaint is decoded after
     model: torch.nn.Module | None = None  # lora: a copy of the base with the adapters merged in
+    members: tuple["TunedModel", ...] = ()  # prompt ensemble: its soft prompts (prefix: the first one's)
     # what an engine prepared from it (prefix with the template's head): released together with the model
     prepared: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -58,8 +62,9 @@ class TunedModel:
 def read_metadata(path: str | Path) -> dict:
     path = Path(path)
     meta_file = path / METADATA
-    if not (path / "adapter_config.json").is_file() and not (path / SOFT_PROMPT_CONFIG).is_file():
-        raise ArtifactError(f"{path}: not a tuned-model artifact (no {SOFT_PROMPT_CONFIG} or adapter_config.json)")
+    if not any((path / name).is_file() for name in ("adapter_config.json", SOFT_PROMPT_CONFIG, ENSEMBLE_CONFIG)):
+        raise ArtifactError(f"{path}: not a tuned-model artifact (no {SOFT_PROMPT_CONFIG}, {ENSEMBLE_CONFIG} "
+                            "or adapter_config.json)")
     if not meta_file.is_file():
         raise ArtifactError(f"{path}: missing {METADATA} (base model and training metadata)")
     try:
@@ -90,6 +95,8 @@ def load_tuned_model(path: str | Path, base) -> TunedModel:
     check_base(metadata, base, path)
     if metadata.get("method") == LATE_PROMPT:
         return _load_late_prompt(path, metadata, base)
+    if metadata.get("method") == PROMPT_ENSEMBLE:
+        return _load_prompt_ensemble(path, metadata, base)
     if metadata.get("method") == "lora":
         merged = merged_lora_model(base, path)
         pack_linears(merged)  # the merged copy only serves: its layers can be packed (bit-identical, faster)
@@ -121,6 +128,21 @@ def _load_late_prompt(path: Path, metadata: dict, base) -> TunedModel:
         raise ArtifactError(f"{path}: cannot read the soft prompt ({exc})") from exc
     layers = late_prompt_layers(base.model, config, keys, values)
     return TunedModel(path, LATE_PROMPT, metadata, None, PrefixCache(layers, config["num_virtual_tokens"]))
+
+
+def _load_prompt_ensemble(path: Path, metadata: dict, base) -> TunedModel:
+    try:
+        config = read_ensemble_config(path)
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from exc
+    members = []
+    for name in config["members"]:
+        member = load_tuned_model(path / name, base)
+        if member.model is not None or member.members:
+            raise ArtifactError(f"{path / name}: a prompt ensemble's members are single soft prompts on the shared "
+                                f"base model, not {member.method}")
+        members.append(member)
+    return TunedModel(path, PROMPT_ENSEMBLE, metadata, None, members[0].prefix, members=tuple(members))
 
 
 def merged_lora_model(base, path: Path) -> torch.nn.Module:

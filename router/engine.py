@@ -15,6 +15,7 @@ from router.codec import LabelCodec
 from router.dataset import Example
 from router.decoding import Decoded, decode_batches
 from router.draft import Draft
+from router.ensemble import route_by_vote
 from router.modelio import BaseModel
 from router.prompting import PromptParts, instructed_prompt, pick_shots, tuned_prompt
 from router.results import Routing
@@ -133,27 +134,42 @@ class Engine:
 
         Each text is tokenized once; a routing's latency runs from the start of its batch to its answer.
         """
+        if strategy == "tuned" and tuned is not None and tuned.members:
+            mixed = lambda ts, ps, cs: self.route_mixed(ts, ps, contexts=cs, batch_size=batch_size)  # noqa: E731
+            return route_by_vote(mixed, texts, contexts, tuned.members, tuned.version, self.threshold)
         prepared, rows = self._requests(strategy, shots, tuned, texts, contexts)
         return self._route_planned(strategy, [(prepared, *row) for row in rows], batch_size)
 
-    def route_mixed(self, texts: Sequence[str], prompts: Sequence[TunedModel], *, batch_size: int = 16) -> list[Routing]:
+    def route_mixed(self, texts: Sequence[str], prompts: Sequence[TunedModel], *,
+                    contexts: Sequence[str] | None = None, batch_size: int = 16) -> list[Routing]:
         """Route each text with its own soft prompt (tuned strategy), prompts mixed within batches.
 
         Every prompt must run on the shared base model (a soft prompt; not a merged LoRA copy): rows of
         different prompts then share each forward pass, each row behind its own prompt's keys/values.
+        A prompt ensemble's rows are routed by its vote (its prompts' rows share batches in turn).
         """
         if len(prompts) != len(texts):
             raise StrategyError(f"{len(prompts)} prompts for {len(texts)} texts")
         if any(p.model is not None for p in prompts):
             raise StrategyError("only soft prompts (served on the shared base model) can share a batch; "
                                 "a LoRA adapter is served from its own merged copy")
-        rows: list = [None] * len(texts)
+        pick = lambda indices: [contexts[i] for i in indices] if contexts else None  # noqa: E731
+        results: list = [None] * len(texts)
+        rows: list = []
         for prompt in {id(p): p for p in prompts}.values():  # distinct, in first-seen order
             indices = [i for i, p in enumerate(prompts) if p is prompt]
-            prepared, mine = self._requests("tuned", 0, prompt, [texts[i] for i in indices], None)
-            for i, row in zip(indices, mine):
-                rows[i] = (prepared, *row)
-        return self._route_planned("tuned", rows, batch_size)
+            if prompt.members:
+                voted = self.route_many([texts[i] for i in indices], "tuned", tuned=prompt, contexts=pick(indices),
+                                        batch_size=batch_size)
+                for i, routing in zip(indices, voted):
+                    results[i] = routing
+                continue
+            prepared, mine = self._requests("tuned", 0, prompt, [texts[i] for i in indices], pick(indices))
+            rows += [(i, (prepared, *row)) for i, row in zip(indices, mine)]
+        routed = self._route_planned("tuned", [row for _, row in rows], batch_size) if rows else []
+        for (i, _), routing in zip(rows, routed):
+            results[i] = routing
+        return results
 
     def _requests(self, strategy: str, shots: int, tuned: TunedModel | None, texts: Sequence[str],
                   contexts: Sequence[str] | None) -> tuple[_Prepared, list[tuple[str, list[int], str]]]:

@@ -11,6 +11,7 @@ prompt's keys/values inserted in front, recomputing the whole complaint at every
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -78,6 +79,13 @@ class LatePromptReference:
         return out[:, n:]
 
 
+class EnsembleReference:
+    """A prompt ensemble's plain path: every member's plain model, every member run on every complaint."""
+
+    def __init__(self, members: list):
+        self.members = members
+
+
 def load_reference(base, artifact_path):
     """The plain model for an artifact: PEFT's own (LoRA wraps a copy: it would otherwise modify the shared base),
     or for a late prompt the frozen base with the prompt's keys/values in a fresh cache."""
@@ -86,10 +94,14 @@ def load_reference(base, artifact_path):
     from peft import PeftModel
 
     from router.artifact import read_metadata
+    from router.ensemble import PROMPT_ENSEMBLE, read_ensemble_config
     from router.modelio import use_attention
     from router.soft_prompt import LATE_PROMPT, late_prompt_layers, read_late_prompt
 
     method = read_metadata(artifact_path).get("method")
+    if method == PROMPT_ENSEMBLE:
+        names = read_ensemble_config(artifact_path)["members"]
+        return EnsembleReference([load_reference(base, Path(artifact_path) / name) for name in names])
     if method == LATE_PROMPT:
         config, keys, values = read_late_prompt(artifact_path)
         return LatePromptReference(base.model, late_prompt_layers(base.model, config, keys, values), config["init_ids"])
@@ -113,9 +125,17 @@ def route_uncached(base, peft_model, texts: Sequence[str]) -> list[Decoded]:
 def generate_reference(base, peft_model, texts: Sequence[str]) -> list[tuple[list[str], float]]:
     """Plain PEFT + generate(): one complaint at a time, greedy under the department grammar.
 
-    Returns (departments, latency ms) per complaint. The baseline the fast path is measured against.
+    Returns (departments, latency ms) per complaint. The baseline the fast path is measured against. A prompt
+    ensemble runs each member this way and votes (router.ensemble), its latency the members' summed.
     """
     import time
+
+    if isinstance(peft_model, EnsembleReference):
+        from router.ensemble import voted_departments
+
+        runs = [generate_reference(base, member, texts) for member in peft_model.members]
+        return [(voted_departments([names for names, _ in per_text]), sum(ms for _, ms in per_text))
+                for per_text in zip(*runs)]
 
     from router.grammar import prefix_allowed_tokens_fn
 

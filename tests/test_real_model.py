@@ -49,9 +49,11 @@ def real_service(real_base, tmp_path):
 
 
 SHIPPED_SOFT_PROMPT = DEFAULT_TUNED.parent / "smollm2-complaints-late-prompt"
+SHIPPED_ENSEMBLE = DEFAULT_TUNED.parent / "smollm2-complaints-prompt-ensemble"
 
 
-@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_SOFT_PROMPT], ids=["lora-default", "soft-prompt"])
+@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_SOFT_PROMPT, SHIPPED_ENSEMBLE],
+                         ids=["lora-default", "soft-prompt", "prompt-ensemble"])
 @pytest.mark.parametrize("precision", ["fp32", "default"])
 def test_shipped_tuned_model_routes_the_reference_examples(real_base, real_base_default, tmp_path, precision, artifact):
     from router.service import RouterService
@@ -64,7 +66,8 @@ def test_shipped_tuned_model_routes_the_reference_examples(real_base, real_base_
     assert all(r.model_version == shipped and r.strategy == "tuned" for r in results)
 
 
-@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_SOFT_PROMPT], ids=["lora-default", "soft-prompt"])
+@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_SOFT_PROMPT, SHIPPED_ENSEMBLE],
+                         ids=["lora-default", "soft-prompt", "prompt-ensemble"])
 def test_hostile_input_still_yields_valid_departments(real_base, tmp_path, artifact):
     from router.service import RouterService
 

@@ -27,12 +27,15 @@ from tuning.paired import paired_cell
 
 
 def artifact_bytes(path: Path) -> int:
-    """The files that hold the tuned weights (not the card, the plots or the metadata)."""
-    return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+    """The files that hold the tuned weights (not the card, the plots or the metadata); a prompt ensemble's
+    are in its members' directories."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*.safetensors"))
 
 
 def held_bytes(tuned) -> int:
     """Memory the tuned model's own tensors take: its keys/values, and its model copy if it has one."""
+    if tuned.members:
+        return sum(held_bytes(member) for member in tuned.members)
     total = sum(k.nbytes + v.nbytes for k, v in tuned.prefix.layers)
     if tuned.model is not None:
         total += sum(t.nbytes for t in tuned.model.parameters()) + sum(t.nbytes for t in tuned.model.buffers())
@@ -73,7 +76,7 @@ def _count_parameters(path: Path) -> int:
     from safetensors import safe_open
 
     total = 0
-    for file in Path(path).glob("*.safetensors"):
+    for file in Path(path).rglob("*.safetensors"):
         with safe_open(str(file), "pt") as handle:
             total += sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
     return total

@@ -64,7 +64,37 @@ def _context_lines(meta: dict) -> list[str]:
     return lines
 
 
+def ensemble_card(meta: dict) -> str:
+    members = meta.get("members", [])
+    lines = [
+        f"# {meta.get('version')}",
+        "",
+        f"Complaint routing for `triage`: a **prompt ensemble** of {len(members)} soft prompts on the one frozen base "
+        "model (prompt ensembling, Lester et al. 2021, section 7). Every complaint is routed with the prompts in "
+        f"shared batches and their answers vote: {meta.get('vote')}. Every base weight is unchanged; each prompt is "
+        "served from the shared base model's prefix cache.",
+        "",
+        f"- base model: `{meta.get('base_model')}` (sha256 `{str(meta.get('base_model_sha256'))[:16]}…`); "
+        "loading it on another base model is refused",
+        f"- trainable parameters: {meta.get('trainable_parameters')} (all members)",
+        f"- prompt format: `{meta.get('prompt_format')}`",
+        *([f"- {meta['note']}"] if meta.get("note") else []),
+        "",
+        "## Members (`members/`, best first: the first breaks a vote without a majority)",
+        "",
+        *[f"- `{m.get('directory')}`: {m.get('method')}, {m.get('trainable_parameters')} parameters, tuned on "
+          f"`{(m.get('training_data') or {}).get('path')}`"
+          + "".join(f" + `{x}`" for x in (m.get("training_data") or {}).get("more", []))
+          + f" in {m.get('train_seconds')} s; validation exact-set {_rounded(m.get('validation_exact_set'))}; its own card "
+          "is in its directory" for m in members],
+        f"- {meta.get('train_seconds')} s of tuning in all; assembled {meta.get('created')}",
+    ]
+    return "\n".join(lines + _measured(meta))
+
+
 def model_card(meta: dict) -> str:
+    if meta.get("method") == "prompt-ensemble":
+        return ensemble_card(meta)
     params = meta.get("parameters", {})
     method = meta.get("method", "prompt")
     what = WHAT.get(method, method).format(n=params.get("num_virtual_tokens"), k=params.get("prompt_layer"),
@@ -100,15 +130,8 @@ def model_card(meta: dict) -> str:
         f"- loss per epoch: train {[round(x, 4) for x in curve.get('train', [])]}, "
         f"validation {[round(x, 4) for x in curve.get('validation', [])]} (`loss.png`)",
         f"- created {meta.get('created')}",
-        "",
-        "## Measured",
-        "",
-        *_metrics_lines(meta),
-        "",
-        "Serve it with `TRIAGE_TUNED_MODEL=<this directory> triage serve`, or `triage route --model <this directory>`.",
-        "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _measured(meta))
 
 
 def write_model_card(directory: Path) -> Path:
@@ -116,3 +139,13 @@ def write_model_card(directory: Path) -> Path:
     out = Path(directory) / "README.md"
     out.write_text(model_card(meta))
     return out
+
+
+def _measured(meta: dict) -> list[str]:
+    return ["", "## Measured", "", *_metrics_lines(meta), "",
+            "Serve it with `TRIAGE_TUNED_MODEL=<this directory> triage serve`, or `triage route --model <this directory>`.",
+            ""]
+
+
+def _rounded(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -16,6 +16,7 @@ COMMANDS = [
     ("router.cli.route", "route"),
     ("router.cli.data", "data"),
     ("router.cli.tune", "tune"),
+    ("router.cli.ensemble", "ensemble"),
     ("router.cli.evaluate", "eval_command"),
     ("router.cli.rag", "rag"),
     ("router.cli.serve", "serve"),
