@@ -10,7 +10,7 @@ REFERENCE_1 := Where are the 2 extra sets of sheets that are supposed to come wi
 REFERENCE_2 := I see a 2-door model in your TV ad, but why is that not available?
 REFERENCE_3 := I could not get someone on the phone who could fix my problems! Your so-called "SMEs" are just not helpful.
 
-.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-corrections tune-prompt-ensemble scenario clean
+.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-corrections tune-corrections-late-prompt tune-prompt-ensemble scenario clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -58,6 +58,10 @@ tune-prompt-ensemble: install
 # A precedents-tuned LoRA that follows supervisors' corrections (issue 14); starts from the default's adapters
 tune-corrections: install
 	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections --method lora --context precedents --simulate-corrections 0.3 --init-adapter router/artifacts/smollm2-complaints --epochs 1 --version smollm2-complaints-corrections
+
+# The same as a soft prompt: the late prompt r4 taught to read precedents (one declared run, 12 min)
+tune-corrections-late-prompt: install
+	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt router/artifacts/smollm2-complaints-late-prompt --prompt-layer 4 --context precedents --simulate-corrections 0.3 --epochs 2 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt
 
 # Corrections act at once (data/scenario/RULE.md): before/after table, no retrain
 scenario: install

@@ -17,6 +17,7 @@ from tests.rag_helpers import small_corpus
 pytestmark = pytest.mark.realmodel
 
 CORRECTIONS_MODEL = SHIPPED_ARTIFACTS / "smollm2-complaints-corrections"
+CORRECTIONS_SOFT_PROMPT = SHIPPED_ARTIFACTS / "smollm2-complaints-corrections-late-prompt"
 ROOT = SHIPPED_ARTIFACTS.parent.parent
 
 
@@ -24,7 +25,8 @@ def scenario_lines(name: str) -> list[dict]:
     return [json.loads(line) for line in (ROOT / "data" / "scenario" / name).read_text().splitlines()]
 
 
-def test_a_saved_correction_changes_the_routing_of_complaints_like_it_and_no_other(tmp_path):
+@pytest.mark.parametrize("model", [CORRECTIONS_MODEL, CORRECTIONS_SOFT_PROMPT], ids=["lora", "soft-prompt"])
+def test_a_saved_correction_changes_the_routing_of_complaints_like_it_and_no_other(tmp_path, model):
     from rag.grounding import ChromaGrounder
     from rag.ingest import ingest_policies
     from rag.precedents import add_precedent, ingest_examples
@@ -32,7 +34,7 @@ def test_a_saved_correction_changes_the_routing_of_complaints_like_it_and_no_oth
 
     train = tmp_path / "train.jsonl"
     train.write_text("".join((ROOT / "data" / "complaints.jsonl").read_text().splitlines(keepends=True)[:300]))
-    settings = Settings(data_dir=tmp_path / "d", tuned_model=CORRECTIONS_MODEL, shots_file=train)
+    settings = Settings(data_dir=tmp_path / "d", tuned_model=model, shots_file=train)
     ingest_policies(settings, small_corpus(tmp_path / "policies"))
     ingest_examples(settings, train)
     service = RouterService(settings, grounder=ChromaGrounder(settings))

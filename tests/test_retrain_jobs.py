@@ -184,6 +184,9 @@ def test_api_refuses_bad_parameters_and_a_second_job(tiny_settings, tiny_service
         r = client.post("/v1/tuning/jobs", json={"parameters": {"method": "late-prompt", "teacher": "/etc"}}, headers=boss)
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "parameters.teacher"
         assert "triage tune --teacher" in r.json()["errors"][0]["problem"]
+        r = client.post("/v1/tuning/jobs", json={"parameters": {"method": "late-prompt", "init_prompt": "/etc"}},
+                        headers=boss)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "parameters.init_prompt"
         r = client.post("/v1/tuning/jobs", json={"parameters": {"simulated_corrections": 0.3}}, headers=boss)
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "parameters.simulated_corrections"
         assert "--context precedents --simulate-corrections" in r.json()["errors"][0]["problem"]

@@ -65,7 +65,7 @@ def _prompt_format(extra: dict | None) -> str:
 
 def _portable_parameters(config: TuningConfig) -> dict:
     parameters = config.model_dump()
-    for name in ("init_adapter", "teacher"):
+    for name in ("init_adapter", "init_prompt", "teacher"):
         if parameters.get(name):
             parameters[name] = portable_path(Path(parameters[name]))
     return parameters

@@ -95,6 +95,12 @@ class TuningConfig(BaseModel):
         description="lora: start from this LoRA artifact's adapter weights (its rank and alpha are used) instead of "
         "fresh ones, e.g. to teach a model tuned without context to read retrieved context.",
     )
+    init_prompt: str | None = Field(
+        None,
+        description="late-prompt: start from this late-prompt artifact's keys/values (its prompt layer, length and "
+        "initialization text must match this tune's) instead of the initialization text's, e.g. to teach a prompt "
+        "tuned without context to read retrieved context.",
+    )
     train_examples: int | None = Field(
         None, ge=1,
         description="Train on this many examples of the training split (a seeded sample; the validation split and, "
@@ -153,9 +159,11 @@ class TuningConfig(BaseModel):
             raise ValueError("init_adapter: only a LoRA tune can start from a LoRA adapter")
         if self.teacher is not None and self.method != "late-prompt":
             raise ValueError("teacher: only a late-prompt tune learns from a teacher's decisions")
-        if self.context != "none" and self.method == "late-prompt":
-            raise ValueError("context: a late prompt picks its epoch by routing the validation split without "
-                             "context; use --method lora, prompt or prefix with --context")
+        if self.init_prompt is not None and self.method != "late-prompt":
+            raise ValueError("init_prompt: only a late-prompt tune can start from a late prompt")
+        if self.context != "none" and self.teacher is not None:
+            raise ValueError("teacher: distillation reads the training examples without retrieved context; use "
+                             "either --teacher or --context")
         if self.simulated_corrections and self.context not in ("precedents", "both"):
             raise ValueError("simulated_corrections: corrections reach the model as precedents; use it with "
                              "--context precedents or both")

@@ -153,8 +153,45 @@ class LatePrompt(torch.nn.Module):
         """Layer index -> (keys, values) [1, kv_heads, n, head_dim] for the layers the prompt acts on."""
         return {self.first_layer + i: (self.keys[i][None], self.values[i][None]) for i in range(self.keys.shape[0])}
 
+    @torch.no_grad()
+    def load(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Take learned keys/values (a tuned prompt's, same shape) as the starting point."""
+        for name, mine, theirs in (("keys", self.keys, keys), ("values", self.values, values)):
+            if tuple(theirs.shape) != tuple(mine.shape):
+                raise ValueError(f"the starting prompt's {name} have shape {tuple(theirs.shape)}, this tune's "
+                                 f"{tuple(mine.shape)}")
+            mine.copy_(theirs.to(mine.device, mine.dtype))
+
     def all_layers(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         return {**dict(enumerate(self.frozen)), **self.learned()}
 
     def lower(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         return dict(enumerate(self.frozen))
+
+
+@dataclass
+class Start:
+    """A tuned late prompt to continue from: its initialization text and ids, its learned keys/values."""
+
+    init_text: str
+    init_ids: list[int]
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+def read_start(base, config, path) -> Start:
+    """The late-prompt artifact at `path` as a starting point for `config` (refused: another base model,
+    another method, another prompt layer or length)."""
+    from router.artifact import ArtifactError, check_base, read_metadata
+    from router.soft_prompt import LATE_PROMPT, read_late_prompt
+
+    metadata = read_metadata(path)
+    if metadata.get("method") != LATE_PROMPT:
+        raise ArtifactError(f"{path}: init_prompt must be a late-prompt artifact (this one is {metadata.get('method')!r})")
+    check_base(metadata, base, path)
+    stored, keys, values = read_late_prompt(path)
+    for name, want in (("first_layer", config.prompt_layer), ("num_virtual_tokens", config.num_virtual_tokens)):
+        if stored[name] != want:
+            raise ArtifactError(f"{path}: its {name} is {stored[name]}, this tune's is {want}; pass "
+                                f"--{'prompt-layer' if name == 'first_layer' else 'num-virtual-tokens'} {stored[name]}")
+    return Start(stored["init_text"], list(stored["init_ids"]), keys, values)

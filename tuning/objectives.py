@@ -87,7 +87,7 @@ class LatePromptObjective:
 
     def __init__(self, base: BaseModel, config: TuningConfig, train_set: Sequence[Example], train_items: Sequence[Encoded],
                  val_set: Sequence[Example], val_items: Sequence[Encoded],
-                 on_cache: Callable[[int, int, float], None] | None = None):
+                 on_cache: Callable[[int, int, float], None] | None = None, val_contexts: Sequence[str] | None = None):
         from tuning.late_prompt import DecoderParts, LatePrompt, eager_attention, init_ids, text_keys_values
         from tuning.late_objective import loss_terms
         from tuning.layer_cache import cache_examples
@@ -102,8 +102,16 @@ class LatePromptObjective:
                              f"for this model ({len(self.parts.layers)} decoder layers)")
         self.init_text = config.init_text or INSTRUCTION
         self.init_ids = init_ids(base.tokenizer, self.init_text, config.num_virtual_tokens)
+        start = None
+        if config.init_prompt is not None:  # continue from a tuned late prompt: its text below K, its values above
+            from tuning.late_prompt import read_start
+
+            start = read_start(base, config, Path(config.init_prompt))
+            self.init_text, self.init_ids = start.init_text, start.init_ids
         self.prompt = LatePrompt(text_keys_values(base.model, self.init_ids), config.prompt_layer,
-                                 random_init=config.init == "random", seed=config.seed)
+                                 random_init=config.init == "random" and start is None, seed=config.seed)
+        if start is not None:
+            self.prompt.load(start.keys, start.values)
         codec = LabelCodec.for_tokenizer(base.tokenizer)
         dtype = torch.bfloat16 if config.bf16 else torch.float32
         pad = base.tokenizer.pad_token_id
@@ -124,6 +132,7 @@ class LatePromptObjective:
             del teacher
             self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight)
         self.val_set = list(val_set)
+        self.val_contexts = list(val_contexts) if val_contexts else None  # routed with them, as serving will
         # a step's batch split across the CPU's cores (tuning.shards); one shard on a GPU
         shards = torch.get_num_threads() if torch.device(self.device).type == "cpu" else 1
         self.sharded = ShardedBackward(self.loss, lambda item: loss_terms(item, config.prompt_loss), shards)
@@ -169,7 +178,8 @@ class LatePromptObjective:
         prefix = PrefixCache([(k.detach().clone(), v.detach().clone()) for k, v in
                               (layers[i] for i in range(self.prompt.num_layers))], self.prompt.length)
         current = TunedModel(Path("(training)"), "late-prompt", {"version": "training"}, None, prefix)
-        routed = Engine(self.base).route_many([ex.input for ex in self.val_set], "tuned", tuned=current)
+        routed = Engine(self.base).route_many([ex.input for ex in self.val_set], "tuned", tuned=current,
+                                              contexts=self.val_contexts)
         right = sum(list(r.departments) == list(ex.departments) for r, ex in zip(routed, self.val_set))
         return right / len(self.val_set)
 
@@ -183,9 +193,10 @@ class LatePromptObjective:
                          self.init_ids, self.init_text)
 
 
-def build_objective(base: BaseModel, config: TuningConfig, train_set, train_items, val_set, val_items, on_cache=None):
+def build_objective(base: BaseModel, config: TuningConfig, train_set, train_items, val_set, val_items, on_cache=None,
+                    val_contexts=None):
     if config.method == "late-prompt":
-        return LatePromptObjective(base, config, train_set, train_items, val_set, val_items, on_cache)
+        return LatePromptObjective(base, config, train_set, train_items, val_set, val_items, on_cache, val_contexts)
     return PeftObjective(base, config, train_items, val_items)
 
 

@@ -160,7 +160,7 @@ def train(
             on_progress(Progress(0, config.epochs, done, total, 0.0, 0.0, elapsed, elapsed / done * (total - done),
                                  stage=stage))
 
-    objective = build_objective(base, config, train_set, train_items, val_set, val_items, cache_progress)
+    objective = build_objective(base, config, train_set, train_items, val_set, val_items, cache_progress, val_context)
     train_items, val_items = objective.train_items, objective.val_items
     params = objective.parameters()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)

@@ -57,6 +57,9 @@ def validate_parameters(parameters: dict[str, Any]):
         raise ParameterError([("parameters", "must be an object of tuning parameters")])
     if parameters.get("teacher") is not None:  # a path on the server; distillation is a `triage tune` option
         raise ParameterError([("teacher", "a retraining job distils from no teacher: use `triage tune --teacher`")])
+    if parameters.get("init_prompt") is not None:  # a path on the server, like the teacher
+        raise ParameterError([("init_prompt", "a retraining job starts from the initialization text: use "
+                               "`triage tune --init-prompt`")])
     if parameters.get("simulated_corrections"):  # corrections are simulated in precedents, which a retrain lacks
         raise ParameterError([("simulated_corrections", "a retraining job tunes without retrieved precedents: use "
                                "`triage tune --context precedents --simulate-corrections`")])
