@@ -26,6 +26,7 @@ from router.packed_linear import pack_linears
 from router.soft_prompt import LATE_PROMPT, SOFT_PROMPT_CONFIG, check_shape, late_prompt_layers, read_late_prompt
 
 METADATA = "triage.json"
+SOFT_PROMPT_METHODS = (LATE_PROMPT, "prompt", "prefix")
 
 
 class ArtifactError(ValueError):
@@ -137,11 +138,14 @@ def _load_prompt_ensemble(path: Path, metadata: dict, base) -> TunedModel:
         raise ArtifactError(str(exc)) from exc
     members = []
     for name in config["members"]:
-        member = load_tuned_model(path / name, base)
-        if member.model is not None or member.members:
+        where = (path / name).resolve()
+        if where.parent != (path / "members").resolve():
+            raise ArtifactError(f"{path / ENSEMBLE_CONFIG}: member {name!r} is not a directory under members/")
+        method = read_metadata(where).get("method")
+        if method not in SOFT_PROMPT_METHODS:
             raise ArtifactError(f"{path / name}: a prompt ensemble's members are single soft prompts on the shared "
-                                f"base model, not {member.method}")
-        members.append(member)
+                                f"base model, not {method!r}")
+        members.append(load_tuned_model(where, base))
     return TunedModel(path, PROMPT_ENSEMBLE, metadata, None, members[0].prefix, members=tuple(members))
 
 

@@ -165,10 +165,13 @@ class Engine:
                     results[i] = routing
                 continue
             prepared, mine = self._requests("tuned", 0, prompt, [texts[i] for i in indices], pick(indices))
-            rows += [(i, (prepared, *row)) for i, row in zip(indices, mine)]
-        routed = self._route_planned("tuned", [row for _, row in rows], batch_size) if rows else []
-        for (i, _), routing in zip(rows, routed):
-            results[i] = routing
+            rows.append([(i, (prepared, *row)) for i, row in zip(indices, mine)])
+        # causal rows of different prompts share batches (each behind its own keys/values); a seq2seq batch has
+        # one soft prompt in front of every row, so there each prompt's rows get batches of their own
+        groups = rows if self.base.is_seq2seq else [[row for group in rows for row in group]]
+        for group in (g for g in groups if g):
+            for (i, _), routing in zip(group, self._route_planned("tuned", [row for _, row in group], batch_size)):
+                results[i] = routing
         return results
 
     def _requests(self, strategy: str, shots: int, tuned: TunedModel | None, texts: Sequence[str],

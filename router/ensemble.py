@@ -15,12 +15,13 @@ Layout of an ensemble directory::
 
 Routing runs the first majority (2 of 3) of the prompts on every complaint; only where they disagree on
 the department set are the others run: where a majority agrees, the rest cannot change the vote, so the
-answers are those of running every prompt.
+departments are those of running every prompt (the confidences are over the prompts that ran).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
@@ -59,18 +60,19 @@ def voted_departments(answers: Sequence[Sequence[str]]) -> list[str]:
 
 
 def vote(routings: Sequence[Routing]) -> tuple[list[str], dict[str, float]]:
-    """(departments, confidence) of one complaint from its prompts' routings.
+    """(departments, confidence) of one complaint from the routings of the prompts that ran on it.
 
-    A department's confidence is its members' confidences summed over all members (0 where a member did not
-    route to it) divided by the number of members: a split vote is a low-confidence answer.
+    A department's confidence is its confidences summed over those prompts (0 where one did not route to it)
+    divided by their number: a split vote is a low-confidence answer. Where the first majority agreed and the
+    others did not run, it is that majority's mean confidence.
     """
     chosen = voted_departments([r.departments for r in routings])
     summed = {name: sum(r.confidence.get(name, 0.0) for r in routings if name in r.departments) for name in chosen}
     return chosen, {name: summed[name] / len(routings) for name in chosen}
 
 
-def combined(routings: Sequence[Routing], version: str, threshold: float) -> Routing:
-    """One complaint's routing from its prompts' routings: the vote, their tokens and the longest latency."""
+def combined(routings: Sequence[Routing], version: str, threshold: float, latency_ms: float) -> Routing:
+    """One complaint's routing from its prompts' routings: the vote, their tokens, `latency_ms`."""
     departments, confidence = vote(routings)
     first = routings[0]
     return Routing(
@@ -79,7 +81,7 @@ def combined(routings: Sequence[Routing], version: str, threshold: float) -> Rou
         strategy=first.strategy,
         input_tokens=first.input_tokens,
         generated_tokens=sum(r.generated_tokens for r in routings),
-        latency_ms=max(r.latency_ms for r in routings),
+        latency_ms=latency_ms,
         virtual_tokens=first.virtual_tokens,
         model_version=version,
         needs_review=min(confidence.values()) < threshold,
@@ -90,19 +92,24 @@ def combined(routings: Sequence[Routing], version: str, threshold: float) -> Rou
 def route_by_vote(route: Callable[[list[str], list, list[str] | None], list[Routing]], texts: Sequence[str],
                   contexts: Sequence[str] | None, members: Sequence, version: str, threshold: float) -> list[Routing]:
     """Route `texts` with every prompt in `members` and vote; `route(texts, prompts, contexts)` routes each text
-    with its prompt (in shared batches). A majority of the prompts runs first; the others only where it disagrees."""
+    with its prompt (in shared batches). A majority of the prompts runs first; the others only where it disagrees.
+
+    Latency: a complaint the majority agreed on, its first-round latency (its batch's start to its answer); one
+    that needed the others, that plus the whole second round's wall time (every split complaint waits for it).
+    """
     first = list(members[: majority(len(members))])
     rest = list(members[len(first):])
     per_text: list[list[Routing]] = [[] for _ in texts]
     _route_with(route, texts, contexts, range(len(texts)), first, per_text)
+    waited = [max(r.latency_ms for r in rs) for rs in per_text]
     split = [i for i, rs in enumerate(per_text) if len({tuple(r.departments) for r in rs}) > 1]
     if rest and split:
+        started = time.perf_counter()
         _route_with(route, texts, contexts, split, rest, per_text)
-        for i in split:  # the complaint waited for both rounds
-            first_round = max(r.latency_ms for r in per_text[i][: len(first)])
-            for r in per_text[i][len(first):]:
-                r.latency_ms += first_round
-    return [combined(rs, version, threshold) for rs in per_text]
+        second_round = (time.perf_counter() - started) * 1000
+        for i in split:
+            waited[i] += second_round
+    return [combined(rs, version, threshold, ms) for rs, ms in zip(per_text, waited)]
 
 
 def _route_with(route, texts, contexts, indices, prompts, per_text) -> None:

@@ -135,10 +135,20 @@ class RouterService:
 
     def route_mixed(self, texts: Sequence[str], models: Sequence[str | Path | None], *,
                     batch_size: int | None = None) -> list[Routing]:
-        """Each text with the tuned model it names; soft prompts share batches on the one base model."""
+        """Each text with the tuned model it names; soft prompts share batches on the one base model. When one of
+        them was tuned with retrieved context, each model's texts are routed (and grounded) on their own."""
         clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
         tuned = [self.tuned_for(m) for m in models]
-        return self.engine.route_mixed(clean, tuned, batch_size=batch_size or self.settings.batch_size)
+        size = batch_size or self.settings.batch_size
+        if not any(plan_context("tuned", t, False, False).wanted for t in tuned):
+            return self.engine.route_mixed(clean, tuned, batch_size=size)
+        results: list = [None] * len(clean)
+        for model in {id(t): t for t in tuned}.values():
+            indices = [i for i, t in enumerate(tuned) if t is model]
+            routed = self._route([clean[i] for i in indices], "tuned", model, 0, False, False, False, size)
+            for i, routing in zip(indices, routed):
+                results[i] = routing
+        return results
 
     def route_many(self, texts: Sequence[str], strategy: str | None = None, *, shots: int | None = None,
                    rag: bool = False, precedents: bool = False, exclude_self: bool = False,
@@ -151,13 +161,17 @@ class RouterService:
         clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
         soft = self.tuned_for(model) if strategy == "tuned" else None
         k = self.settings.shots if shots is None else shots
+        return self._route(clean, strategy, soft, k, rag, precedents, exclude_self,
+                           batch_size or self.settings.batch_size)
+
+    def _route(self, clean: list[str], strategy: str, soft: TunedModel | None, k: int, rag: bool, precedents: bool,
+               exclude_self: bool, batch_size: int) -> list[Routing]:
         plan = plan_context(strategy, soft, rag, precedents)  # a context-tuned artifact brings its own context
         if plan.warning:
             log.warning(plan.warning)
         grounded, unavailable = self._ground(clean, plan, exclude_self)
         contexts = [g.context for g in grounded] if grounded else None
-        routed = self.engine.route_many(clean, strategy, shots=k, tuned=soft, contexts=contexts,
-                                        batch_size=batch_size or self.settings.batch_size)
+        routed = self.engine.route_many(clean, strategy, shots=k, tuned=soft, contexts=contexts, batch_size=batch_size)
         for routing, grounding in zip(routed, grounded or []):
             routing.passages = grounding.passages
         for routing in routed if unavailable else []:

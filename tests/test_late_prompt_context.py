@@ -70,6 +70,8 @@ def test_a_late_prompt_tuned_with_precedents_validates_and_serves_with_them(toke
     assert routing.rag and [p.kind for p in routing.passages] == ["precedent"] * 3
     assert routing.departments and set(routing.departments) <= set(DEPARTMENTS)
     assert service.tuned_model.model is None, "served from the shared base model"
+    mixed = service.route_mixed(["The toaster is dead, it never worked."], [None])[0]
+    assert mixed.rag and mixed.departments == routing.departments, "named per request, it brings its context too"
 
 
 def test_a_late_prompt_can_start_from_a_tuned_one_of_the_same_shape(tokenizer, tiny_train_file, tmp_path):
@@ -93,6 +95,8 @@ def test_a_late_prompt_can_start_from_a_tuned_one_of_the_same_shape(tokenizer, t
     lora, _ = _tune(base, tiny_train_file, tmp_path / "lora", method="lora", learning_rate=0.005, epochs=1)
     with pytest.raises(ArtifactError, match="must be a late-prompt artifact"):
         train(base, load_examples(tiny_train_file), _config(prompt_layer=2, init_prompt=str(lora)))
+    with pytest.raises(ValueError, match="drop init_text"):
+        TuningConfig(method="late-prompt", init_prompt=str(first), init_text="Route this.")
     with pytest.raises(ValueError, match="only a late-prompt tune"):
         TuningConfig(method="lora", init_prompt=str(first))
     with pytest.raises(ValueError, match="either --teacher or --context"):

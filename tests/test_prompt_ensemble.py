@@ -33,18 +33,19 @@ def test_a_department_needs_a_majority_and_without_one_the_first_prompt_answers(
 
 
 @pytest.fixture
-def three_prompts(tokenizer, tiny_train_file, tmp_path):
+def tiny_prompts(tokenizer, tiny_train_file, tmp_path):
     base = _deep_tiny(tokenizer)
     paths = [_tune(base, tiny_train_file, tmp_path / f"p{i}", prompt_layer=1 + i % 2, seed=7 * i + 1, init="random",
-                   epochs=1)[0] for i in range(3)]
+                   epochs=1)[0] for i in range(4)]
     return base, paths
 
 
-def test_the_ensemble_routes_as_the_vote_of_its_prompts_each_routed_alone(three_prompts, tiny_train_file, tmp_path):
+def test_the_ensemble_routes_as_the_vote_of_its_prompts_each_routed_alone(tiny_prompts, tiny_train_file, tmp_path):
     from router.settings import Settings
     from tuning.ensemble import assemble_prompt_ensemble
 
-    base, paths = three_prompts
+    base, four = tiny_prompts
+    paths = four[:3]
     out = assemble_prompt_ensemble(paths, tmp_path / "ens", "ens-v1")
     settings = Settings(data_dir=tmp_path / "d", shots_file=tiny_train_file, speculative_draft=False)
     service = RouterService(settings, base=base, tuned_path=out)
@@ -56,11 +57,21 @@ def test_the_ensemble_routes_as_the_vote_of_its_prompts_each_routed_alone(three_
     for i, routing in enumerate(ensemble):
         assert routing.departments == voted_departments([a[i] for a in answers])
         assert routing.model_version == "ens-v1"
+        ran = alone[:2] if i not in split else alone  # the third runs only where the first two disagree
+        for name in routing.departments:
+            want = sum(r[i].confidence.get(name, 0.0) for r in ran if name in r[i].departments) / len(ran)
+            assert routing.confidence[name] == pytest.approx(want, abs=1e-4)
+        assert routing.needs_review == (min(routing.confidence.values()) < service.engine.threshold)
     from router.reference import generate_reference, load_reference
 
     plain = generate_reference(base, load_reference(base, out), MORE_TEXTS)
     assert [names for names, _ in plain] == [r.departments for r in ensemble], "the plain path (each member's " \
         "generate(), then the vote) gives the fast path's answers"
+    even = assemble_prompt_ensemble(four, tmp_path / "ens4", "ens-4")  # three run first, the fourth where they split
+    fourth = [r.departments for r in service.route_many(MORE_TEXTS, "tuned", model=str(four[3]))]
+    by_four = service.route_many(MORE_TEXTS, "tuned", model=str(even))
+    assert [r.departments for r in by_four] == [voted_departments([a[i] for a in answers + [fourth]])
+                                                for i in range(len(MORE_TEXTS))]
     one_by_one = [service.route(t, "tuned").departments for t in MORE_TEXTS]
     assert one_by_one == [r.departments for r in ensemble], "batched and alone agree"
     mixed = service.route_mixed(MORE_TEXTS, [None, str(paths[1])] * (len(MORE_TEXTS) // 2))
@@ -69,10 +80,11 @@ def test_the_ensemble_routes_as_the_vote_of_its_prompts_each_routed_alone(three_
         assert (routing.departments, routing.model_version) == (want.departments, want.model_version)
 
 
-def test_ensemble_artifact_round_trip_and_refusals(three_prompts, tiny_base, tiny_train_file, tokenizer, tmp_path):
+def test_ensemble_artifact_round_trip_and_refusals(tiny_prompts, tiny_base, tiny_train_file, tokenizer, tmp_path):
     from tuning.ensemble import assemble_prompt_ensemble
 
-    base, paths = three_prompts
+    base, four = tiny_prompts
+    paths = four[:3]
     out = assemble_prompt_ensemble(paths, tmp_path / "ens", "ens-v1", note="picked on a validation set")
     meta = json.loads((out / "triage.json").read_text())
     assert meta["method"] == "prompt-ensemble" and [m["version"] for m in meta["members"]] == ["p0", "p1", "p2"]
@@ -82,6 +94,11 @@ def test_ensemble_artifact_round_trip_and_refusals(three_prompts, tiny_base, tin
     assert "prompt ensemble" in card and "picked on a validation set" in card and str(tmp_path) not in card
     loaded = load_tuned_model(out, base)
     assert len(loaded.members) == 3 and loaded.version == "ens-v1"
+    config = json.loads((out / "ensemble.json").read_text())
+    (out / "ensemble.json").write_text(json.dumps({**config, "members": [".", *config["members"][1:]]}))
+    with pytest.raises(ArtifactError, match="not a directory under members/"):
+        load_tuned_model(out, base)
+    (out / "ensemble.json").write_text(json.dumps(config))
     other = make_tiny_base(tokenizer, seed=9, name="another-model")
     with pytest.raises(ArtifactError, match="was tuned on base model"):
         load_tuned_model(out, other)
@@ -117,3 +134,29 @@ def test_triage_ensemble_command_writes_an_artifact_that_route_serves(tiny_env, 
     assert answer["model_version"] == "ens-cli" and answer["departments"]
     refused = runner.invoke(cli, ["ensemble", members[0], "--out", str(tmp_path / "solo"), "--version", "solo"])
     assert refused.exit_code == 1 and "at least two soft prompts" in refused.output
+
+
+def test_on_a_seq2seq_base_each_prompt_keeps_its_own_rows(tiny_train_file, tmp_path, tokenizer):
+    """A seq2seq batch puts one soft prompt in front of every row: mixed prompts must not share one."""
+    from router.dataset import load_examples
+    from router.settings import Settings
+    from tests.test_seq2seq import tiny_t5  # noqa: F401
+    from tuning.artifacts import build_metadata, save_artifact
+    from tuning.config import TuningConfig
+    from tuning.ensemble import assemble_prompt_ensemble
+    from tuning.train import train
+
+    t5 = tiny_t5.__wrapped__(tokenizer)
+    paths = []
+    for i in range(3):
+        config = TuningConfig(method="prompt", epochs=1, num_virtual_tokens=4, learning_rate=0.3, val_fraction=0.0,
+                              batch_size=4, init="random", seed=11 * i + 2)
+        result = train(t5, load_examples(tiny_train_file), config)
+        paths.append(save_artifact(result, build_metadata(t5, config, result, tiny_train_file, f"s{i}"),
+                                   tmp_path / f"s{i}"))
+    out = assemble_prompt_ensemble(paths, tmp_path / "ens", "t5-ens")
+    service = RouterService(Settings(data_dir=tmp_path / "d", shots_file=tiny_train_file), base=t5, tuned_path=out)
+    alone = [[r.departments for r in service.route_many(MORE_TEXTS, "tuned", model=str(p))] for p in paths]
+    assert any(alone[0][i] != alone[1][i] for i in range(len(MORE_TEXTS))), "the prompts answer differently"
+    voted = service.route_many(MORE_TEXTS, "tuned")
+    assert [r.departments for r in voted] == [voted_departments([a[i] for a in alone]) for i in range(len(MORE_TEXTS))]

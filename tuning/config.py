@@ -97,9 +97,9 @@ class TuningConfig(BaseModel):
     )
     init_prompt: str | None = Field(
         None,
-        description="late-prompt: start from this late-prompt artifact's keys/values (its prompt layer, length and "
-        "initialization text must match this tune's) instead of the initialization text's, e.g. to teach a prompt "
-        "tuned without context to read retrieved context.",
+        description="late-prompt: start from this late-prompt artifact's keys/values and initialization text (its "
+        "prompt layer and length must match this tune's) instead of the initialization text's, e.g. to teach a "
+        "prompt tuned without context to read retrieved context.",
     )
     train_examples: int | None = Field(
         None, ge=1,
@@ -161,6 +161,9 @@ class TuningConfig(BaseModel):
             raise ValueError("teacher: only a late-prompt tune learns from a teacher's decisions")
         if self.init_prompt is not None and self.method != "late-prompt":
             raise ValueError("init_prompt: only a late-prompt tune can start from a late prompt")
+        if self.init_prompt is not None and (self.init_text is not None or self.init == "random"):
+            raise ValueError("init_prompt: the starting prompt brings its own initialization text and values; "
+                             "drop init_text and init=random")
         if self.context != "none" and self.teacher is not None:
             raise ValueError("teacher: distillation reads the training examples without retrieved context; use "
                              "either --teacher or --context")

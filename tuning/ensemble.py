@@ -8,17 +8,17 @@ leaves nothing behind.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from router.artifact import METADATA, ArtifactError, read_metadata
+from router.artifact import METADATA, SOFT_PROMPT_METHODS, ArtifactError, read_metadata
 from router.atomic import publish_dir
 from router.ensemble import ENSEMBLE_CONFIG, PROMPT_ENSEMBLE, VOTE_RULE
 from tuning.model_card import write_model_card
 
-SOFT_PROMPT_METHODS = ("late-prompt", "prompt", "prefix")
 MEMBERS = "members"
 
 
@@ -36,13 +36,19 @@ def _check_members(paths: Sequence[Path]) -> list[dict]:
             if meta.get(key) != first.get(key):
                 raise ArtifactError(f"{path}: {key} {meta.get(key)!r} differs from {paths[0]}'s {first.get(key)!r}; "
                                     "every member must be tuned on the same base model with the same prompt format")
-        if (meta.get("context") or {}).get("kind", "none") != (first.get("context") or {}).get("kind", "none"):
-            raise ArtifactError(f"{path}: tuned with another retrieved context than {paths[0]}")
+        if _context_of(meta) != _context_of(first):
+            raise ArtifactError(f"{path}: tuned with another retrieved context ({_context_of(meta)}) than "
+                                f"{paths[0]} ({_context_of(first)})")
     versions = [m.get("version") or Path(p).name for p, m in zip(paths, metas)]
     twice = sorted({v for v in versions if versions.count(v) > 1})
     if twice:
         raise ArtifactError(f"the same prompt is listed more than once: {', '.join(twice)}")
     return metas
+
+
+def _context_of(meta: dict) -> tuple:
+    context = meta.get("context") or {}
+    return context.get("kind", "none"), context.get("policy_k"), context.get("precedents_k")
 
 
 def _member_entry(name: str, meta: dict) -> dict:
@@ -72,7 +78,8 @@ def assemble_prompt_ensemble(members: Sequence[str | Path], out: str | Path, ver
         raise ArtifactError(f"{out} exists; choose another --out (an artifact is never overwritten in place)")
     if not version.strip():
         raise ArtifactError("the ensemble needs a version name")
-    names = [f"{MEMBERS}/{meta.get('version') or path.name}" for path, meta in zip(paths, metas)]
+    names = [f"{MEMBERS}/{_directory_name(meta.get('version') or path.name, i)}"
+             for i, (path, meta) in enumerate(zip(paths, metas))]
     first = metas[0]
     metadata = {
         "format": 1,
@@ -102,5 +109,12 @@ def assemble_prompt_ensemble(members: Sequence[str | Path], out: str | Path, ver
         (tmp / METADATA).write_text(json.dumps(metadata, indent=1))
         write_model_card(tmp)
 
-    publish_dir(out, build, complete=lambda p: False)
+    if not publish_dir(out, build, complete=lambda p: True):  # never replaces what another writer put there
+        raise ArtifactError(f"{out} appeared while the ensemble was assembled; nothing was written")
     return out
+
+
+def _directory_name(version: str, index: int) -> str:
+    """A member's directory under members/: its version, reduced to characters safe in one path component."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", version).strip(".-")
+    return name or f"member-{index + 1}"
