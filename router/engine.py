@@ -156,8 +156,7 @@ class Engine:
         pick = lambda indices: [contexts[i] for i in indices] if contexts else None  # noqa: E731
         results: list = [None] * len(texts)
         rows: list = []
-        for prompt in {id(p): p for p in prompts}.values():  # distinct, in first-seen order
-            indices = [i for i, p in enumerate(prompts) if p is prompt]
+        for prompt, indices in by_prompt(prompts):
             if prompt.members:
                 voted = self.route_many([texts[i] for i in indices], "tuned", tuned=prompt, contexts=pick(indices),
                                         batch_size=batch_size)
@@ -248,6 +247,14 @@ class Engine:
             needs_review=low,
             rag=rag,
         )
+
+
+def by_prompt(prompts: Sequence) -> list[tuple[object, list[int]]]:
+    """Each distinct prompt (by identity, in first-seen order) with the indices of the rows that name it."""
+    groups: dict[int, tuple[object, list[int]]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(id(prompt), (prompt, []))[1].append(i)
+    return list(groups.values())
 
 
 def plan_batches(lengths: Sequence[int], max_size: int, max_padding: float = 0.15) -> list[list[int]]:

@@ -10,7 +10,7 @@ from typing import Sequence
 from router.artifact import TunedModel, load_tuned_model
 from router.dataset import Example, load_examples
 from router.draft import load_or_fit_draft
-from router.engine import Engine
+from router.engine import Engine, by_prompt
 from router.memory import release_freed_memory
 from router.modelio import BaseModel, load_base_model
 from router.results import STRATEGIES, Routing
@@ -143,9 +143,9 @@ class RouterService:
         if not any(plan_context("tuned", t, False, False).wanted for t in tuned):
             return self.engine.route_mixed(clean, tuned, batch_size=size)
         results: list = [None] * len(clean)
-        for model in {id(t): t for t in tuned}.values():
-            indices = [i for i, t in enumerate(tuned) if t is model]
-            routed = self._route([clean[i] for i in indices], "tuned", model, 0, False, False, False, size)
+        for model, indices in by_prompt(tuned):
+            routed = self._route([clean[i] for i in indices], "tuned", model, k=0, rag=False, precedents=False,
+                                 exclude_self=False, batch_size=size)
             for i, routing in zip(indices, routed):
                 results[i] = routing
         return results
@@ -161,10 +161,10 @@ class RouterService:
         clean = [validate_text(t, self.settings.max_input_chars) for t in texts]
         soft = self.tuned_for(model) if strategy == "tuned" else None
         k = self.settings.shots if shots is None else shots
-        return self._route(clean, strategy, soft, k, rag, precedents, exclude_self,
-                           batch_size or self.settings.batch_size)
+        return self._route(clean, strategy, soft, k=k, rag=rag, precedents=precedents, exclude_self=exclude_self,
+                           batch_size=batch_size or self.settings.batch_size)
 
-    def _route(self, clean: list[str], strategy: str, soft: TunedModel | None, k: int, rag: bool, precedents: bool,
+    def _route(self, clean: list[str], strategy: str, soft: TunedModel | None, *, k: int, rag: bool, precedents: bool,
                exclude_self: bool, batch_size: int) -> list[Routing]:
         plan = plan_context(strategy, soft, rag, precedents)  # a context-tuned artifact brings its own context
         if plan.warning:

@@ -140,13 +140,13 @@ def test_on_a_seq2seq_base_each_prompt_keeps_its_own_rows(tiny_train_file, tmp_p
     """A seq2seq batch puts one soft prompt in front of every row: mixed prompts must not share one."""
     from router.dataset import load_examples
     from router.settings import Settings
-    from tests.test_seq2seq import tiny_t5  # noqa: F401
+    from tests.test_seq2seq import make_tiny_t5
     from tuning.artifacts import build_metadata, save_artifact
     from tuning.config import TuningConfig
     from tuning.ensemble import assemble_prompt_ensemble
     from tuning.train import train
 
-    t5 = tiny_t5.__wrapped__(tokenizer)
+    t5 = make_tiny_t5(tokenizer)
     paths = []
     for i in range(3):
         config = TuningConfig(method="prompt", epochs=1, num_virtual_tokens=4, learning_rate=0.3, val_fraction=0.0,

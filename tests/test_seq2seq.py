@@ -12,6 +12,11 @@ from router.departments import DEPARTMENTS
 
 @pytest.fixture
 def tiny_t5(tokenizer):
+    return make_tiny_t5(tokenizer)
+
+
+def make_tiny_t5(tokenizer):
+    """A tiny random T5 behind the real tokenizer."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     from router.modelio import BaseModel

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
@@ -155,12 +156,9 @@ class LatePrompt(torch.nn.Module):
 
     @torch.no_grad()
     def load(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Take learned keys/values (a tuned prompt's, same shape) as the starting point."""
-        for name, mine, theirs in (("keys", self.keys, keys), ("values", self.values, values)):
-            if tuple(theirs.shape) != tuple(mine.shape):
-                raise ValueError(f"the starting prompt's {name} have shape {tuple(theirs.shape)}, this tune's "
-                                 f"{tuple(mine.shape)}")
-            mine.copy_(theirs.to(mine.device, mine.dtype))
+        """Take learned keys/values of this prompt's shape (`read_start` checks it) as the starting point."""
+        self.keys.copy_(keys.to(self.keys.device, self.keys.dtype))
+        self.values.copy_(values.to(self.values.device, self.values.dtype))
 
     def all_layers(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         return {**dict(enumerate(self.frozen)), **self.learned()}
@@ -183,7 +181,7 @@ def read_start(base, config, path) -> Start:
     """The late-prompt artifact at `path` as a starting point for `config` (refused: another base model,
     another method, another prompt layer or length)."""
     from router.artifact import ArtifactError, check_base, read_metadata
-    from router.soft_prompt import LATE_PROMPT, read_late_prompt
+    from router.soft_prompt import LATE_PROMPT, check_shape, read_late_prompt
 
     metadata = read_metadata(path)
     if metadata.get("method") != LATE_PROMPT:
@@ -194,4 +192,8 @@ def read_start(base, config, path) -> Start:
         if stored[name] != want:
             raise ArtifactError(f"{path}: its {name} is {stored[name]}, this tune's is {want}; pass "
                                 f"--{'prompt-layer' if name == 'first_layer' else 'num-virtual-tokens'} {stored[name]}")
+    try:
+        check_shape(stored, keys, values, base.model.config, Path(path))  # with the two above: this prompt's shape
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from exc
     return Start(stored["init_text"], list(stored["init_ids"]), keys, values)

@@ -122,8 +122,8 @@ def model_card(meta: dict) -> str:
            f"{1 - params.get('teacher_weight', 0.5):g} x the label + {params.get('teacher_weight', 0.5):g} x the "
            "teacher's probabilities"] if params.get("teacher") else []),
         *([f"- started from `{params['init_prompt']}`'s learned keys/values"] if params.get("init_prompt") else []),
-        *([f"- {meta['note']}"] if meta.get("note") else []),
         *([f"- started from `{params['init_adapter']}`'s LoRA adapters"] if params.get("init_adapter") else []),
+        *([f"- {meta['note']}"] if meta.get("note") else []),
         f"- parameters: `{json.dumps(params, sort_keys=True)}`",
         f"- {meta.get('train_seconds')} s in all ("
         + (f"{meta.get('cache_seconds', 0)} s running the frozen layers once"

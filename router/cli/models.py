@@ -25,7 +25,7 @@ def models() -> None:
 @click.option("--metrics", "metrics_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON file of evaluation metrics to store with it.")
 def register(artifact: str, metrics_file: str | None) -> None:
-    """Add a tuned artifact (LoRA adapter or soft prompt) as a candidate version (named by its triage.json version)."""
+    """Add a tuned artifact (LoRA adapter, soft prompt or prompt ensemble) as a candidate version (named by its triage.json version)."""
     metrics = json.loads(open(metrics_file, encoding="utf-8").read()) if metrics_file else None
     with db_errors():
         row = get_application().registry.register(artifact, metrics=metrics)
