@@ -77,6 +77,7 @@ def test_a_late_prompt_tuned_with_precedents_validates_and_serves_with_them(toke
 def test_a_late_prompt_can_start_from_a_tuned_one_of_the_same_shape(tokenizer, tiny_train_file, tmp_path):
     from safetensors.torch import load_file
 
+    from tuning.artifacts import build_metadata, save_artifact
     from tuning.config import TuningConfig
     from tuning.train import train
 
@@ -89,6 +90,11 @@ def test_a_late_prompt_can_start_from_a_tuned_one_of_the_same_shape(tokenizer, t
     went_on = again.trained.prompt.keys.detach().float()
     assert torch.allclose(went_on, start["keys"].float(), atol=0.02), "it started from the tuned prompt"
     assert not torch.allclose(fresh.trained.prompt.keys.detach().float(), start["keys"].float(), atol=0.02)
+    config = _config(prompt_layer=2, epochs=1, learning_rate=0.001, init_prompt=str(first))
+    saved = save_artifact(again, build_metadata(base, config, again, tiny_train_file, "second"), tmp_path / "second")
+    first_version = json.loads((first / "triage.json").read_text())["version"]
+    assert json.loads((saved / "triage.json").read_text())["started_from"]["init_prompt"]["version"] == first_version
+    assert f"(version {first_version})" in (saved / "README.md").read_text(), "the card names the version it went on from"
 
     with pytest.raises(ArtifactError, match="--prompt-layer 2"):
         train(base, load_examples(tiny_train_file), _config(prompt_layer=1, init_prompt=str(first)))

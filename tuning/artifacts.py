@@ -45,6 +45,7 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
                            "n_validation": result.n_val,
                            "validation_sha256": result.validation_sha256, **({"more": more} if more else {})},
         "parameters": _portable_parameters(config),
+        **({"started_from": origins} if (origins := _origins(config)) else {}),
         "loss_curve": {"train": result.epoch_losses, "validation": result.val_losses, "steps": result.step_losses},
         "validation_exact_set": result.val_exact,
         "best_epoch": result.best_epoch,
@@ -61,6 +62,21 @@ def _prompt_format(extra: dict | None) -> str:
     if ((extra or {}).get("context") or {}).get("kind", "none") != "none":
         return "{context}\\n\\nComplaint: {text}\\nDepartments: {labels}"
     return "Complaint: {text}\\nDepartments: {labels}"
+
+
+def _origins(config: TuningConfig) -> dict:
+    """The version of each artifact a tune read (starting prompt or adapters, teacher), as it was then: a path can later
+    hold another version."""
+    found = {}
+    for name in ("init_adapter", "init_prompt", "teacher"):
+        path = getattr(config, name)
+        if path:
+            try:
+                version = json.loads((Path(path) / METADATA).read_text()).get("version")
+            except (OSError, ValueError):
+                version = None
+            found[name] = {"path": portable_path(Path(path)), "version": version}
+    return found
 
 
 def _portable_parameters(config: TuningConfig) -> dict:

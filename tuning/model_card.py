@@ -23,6 +23,12 @@ WHAT = {
 }
 
 
+def _version_of(meta: dict, name: str) -> str:
+    """' (version V)' of an artifact the tune read, as recorded when it ran; '' for artifacts made before that."""
+    version = ((meta.get("started_from") or {}).get(name) or {}).get("version")
+    return f" (version {version})" if version else ""
+
+
 def _metrics_lines(meta: dict) -> list[str]:
     lines = []
     if meta.get("validation_exact_set"):
@@ -118,11 +124,14 @@ def model_card(meta: dict) -> str:
         f"trained on, {data.get('n_validation')} held out as the validation split",
         *[f"- more training data: `{m['path']}` (sha256 `{str(m['sha256'])[:16]}…`), {m['n']} examples added to the "
           "training split only" for m in data.get("more", [])],
-        *([f"- distilled from the teacher `{params['teacher']}`: each decoder decision's target is "
+        *([f"- distilled from the teacher `{params['teacher']}`{_version_of(meta, 'teacher')}: each decoder decision's "
+           "target is "
            f"{1 - params.get('teacher_weight', 0.5):g} x the label + {params.get('teacher_weight', 0.5):g} x the "
            "teacher's probabilities"] if params.get("teacher") else []),
-        *([f"- started from `{params['init_prompt']}`'s learned keys/values"] if params.get("init_prompt") else []),
-        *([f"- started from `{params['init_adapter']}`'s LoRA adapters"] if params.get("init_adapter") else []),
+        *([f"- started from the learned keys/values of `{params['init_prompt']}`{_version_of(meta, 'init_prompt')}"]
+          if params.get("init_prompt") else []),
+        *([f"- started from the LoRA adapters of `{params['init_adapter']}`{_version_of(meta, 'init_adapter')}"]
+          if params.get("init_adapter") else []),
         *([f"- {meta['note']}"] if meta.get("note") else []),
         f"- parameters: `{json.dumps(params, sort_keys=True)}`",
         f"- {meta.get('train_seconds')} s in all ("
