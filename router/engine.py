@@ -44,8 +44,9 @@ class Engine:
     """Routes complaints with zero-shot, multi-shot or tuned prompting of one base model."""
 
     def __init__(self, base: BaseModel, shots_pool: Sequence[Example] = (), threshold: float = 0.6,
-                 draft: Draft | None = None):
+                 draft: Draft | None = None, batch_tokens: int | None = None):
         self.base = base
+        self.batch_tokens = batch_tokens  # most prefilled tokens per batch (rows x width); None: rows only
         self.draft = draft  # proposes answers for the model to verify (speed only; see router.draft)
         self.tokenizer = base.tokenizer
         self.codec = LabelCodec.for_tokenizer(base.tokenizer)
@@ -190,7 +191,7 @@ class Engine:
 
     def _route_planned(self, strategy: str, rows: list[tuple[_Prepared, str, list[int], str]], batch_size: int
                        ) -> list[Routing]:
-        plan = plan_batches([len(ids) for _, _, ids, _ in rows], batch_size)
+        plan = plan_batches([len(ids) for _, _, ids, _ in rows], batch_size, max_tokens=self.batch_tokens)
         routed = self._route(strategy, [[rows[i] for i in b] for b in plan])
         results: list[Routing | None] = [None] * len(rows)
         for indices, batch in zip(plan, routed):
@@ -257,19 +258,24 @@ def by_prompt(prompts: Sequence) -> list[tuple[object, list[int]]]:
     return list(groups.values())
 
 
-def plan_batches(lengths: Sequence[int], max_size: int, max_padding: float = 0.15) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], max_size: int, max_padding: float = 0.15,
+                 max_tokens: int | None = None) -> list[list[int]]:
     """Indices of sequences with these token lengths, grouped into batches of similar length.
 
-    Sorted by length, a batch is closed when it holds `max_size` sequences or when one more
-    would make padding exceed `max_padding` of its real tokens: the prefill (most of a
-    batch's cost) then computes little padding, whatever the spread of lengths.
+    Sorted by length, a batch is closed when it holds `max_size` sequences, when one more
+    would make padding exceed `max_padding` of its real tokens (the prefill, most of a
+    batch's cost, then computes little padding, whatever the spread of lengths), or when one
+    more would make it prefill over `max_tokens` (rows x width; a single longer sequence
+    still gets a batch of its own).
     """
     batches: list[list[int]] = []
     current: list[int] = []
     real = 0
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
         width = lengths[i]  # the longest so far: the batch's width if i joins
-        if current and (len(current) >= max_size or width * (len(current) + 1) > (1 + max_padding) * (real + width)):
+        over_budget = max_tokens is not None and width * (len(current) + 1) > max_tokens
+        if current and (len(current) >= max_size or over_budget
+                        or width * (len(current) + 1) > (1 + max_padding) * (real + width)):
             batches.append(current)
             current, real = [], 0
         current.append(i)

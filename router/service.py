@@ -62,7 +62,8 @@ class RouterService:
                 self._base = base
                 pool = self._shots_pool()
                 draft = load_or_fit_draft(pool, self.settings.cache_dir) if self.settings.speculative_draft else None
-                self._engine = Engine(base, pool, self.settings.confidence_threshold, draft)
+                self._engine = Engine(base, pool, self.settings.confidence_threshold, draft,
+                                      batch_tokens=self.settings.batch_tokens)
             return self._engine
 
     def _shots_pool(self) -> list[Example]:

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     )
     confidence_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Below this, a routing is marked needs_review.")
     batch_size: int = Field(16, ge=1, le=256, description="Complaints per forward pass when routing many.")
+    batch_tokens: int = Field(
+        1024, ge=16, le=65536,
+        description="Most prompt tokens one batched forward pass prefills (rows x the longest row, after the cached "
+        "prompt): long inputs, e.g. with retrieved context, get fewer complaints per batch. On a CPU that keeps the "
+        "batch's caches, and so peak memory, small at the same throughput; complaint-sized batches are unaffected.",
+    )
 
     # -- retraining --------------------------------------------------------
     dev_file: Path | None = Field(

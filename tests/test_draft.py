@@ -79,3 +79,27 @@ def test_batches_group_similar_lengths_and_keep_padding_small(tiny_base):
     for batch in batches:
         widths = [lengths[i] for i in batch]
         assert len(batch) == 1 or max(widths) * len(batch) <= 1.15 * sum(widths), "little padding in a batch"
+
+
+def test_a_token_budget_gives_long_inputs_fewer_rows_per_batch():
+    lengths = [10] * 8 + [100] * 8 + [500]
+    batches = plan_batches(lengths, max_size=16, max_tokens=300)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths))), "every complaint exactly once"
+    widths = [[lengths[i] for i in b] for b in batches]
+    assert [8] in [[len(w)] for w in widths if w[0] == 10], "short complaints still share one batch"
+    assert sorted(len(w) for w in widths if w[0] == 100) == [2, 3, 3], "long ones: at most 300 tokens a batch"
+    assert [500] in widths, "one input over the budget still gets a batch of its own"
+    assert plan_batches(lengths, max_size=16) == plan_batches(lengths, max_size=16, max_tokens=None)
+
+
+def test_routing_under_a_token_budget_gives_the_same_answers(tiny_base):
+    texts = ["short one", "my parcel is late", "the app crashes when I open the settings page on my phone"] * 3
+    contexts = ["Similar past complaints:\nComplaint: the box was crushed\nDepartments: Packaging"] * len(texts)
+    unbounded = Engine(tiny_base).route_many(texts, "zero-shot", contexts=contexts, batch_size=16)
+    budget = Engine(tiny_base, batch_tokens=40)
+    sizes = []
+    real_route = budget._route
+    budget._route = lambda strategy, batches: sizes.extend(len(b) for b in batches) or real_route(strategy, batches)
+    bounded = budget.route_many(texts, "zero-shot", contexts=contexts, batch_size=16)
+    assert [r.departments for r in bounded] == [r.departments for r in unbounded]
+    assert sum(sizes) == len(texts) and max(sizes) < 3, "with context every row is over 20 tokens: 1 row a batch"
