@@ -50,15 +50,16 @@ tune-late-prompt: install
 	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 4 --epochs 3 --learning-rate 0.02 --init-prompt $(LATE_PROMPT_R4) --out router/artifacts/smollm2-complaints-late-prompt --method late-prompt --dev data/dev.jsonl --version smollm2-complaints-late-prompt-r5
 	rm -rf $(LATE_PROMPT_R4)
 
-# The prompt ensemble: the late prompt r4 (kept as a member of the shipped ensemble) with two more tunes of the r3 and eager5 recipes (layer 8; 6 and 5 epochs; ~37 min)
-# into a new directory beside the shipped one (an artifact is never overwritten in place).
-# Tunes are not bit-reproducible (r3 was tuned with the fused attention kernel, today's steps use eager attention).
+# The prompt ensemble e4: the shipped late prompt r5, r4 (kept as a member of the shipped ensemble; the first run of
+# tune-late-prompt) and a fresh tune of the r3 recipe (layer 8, 6 epochs; ~20 min), into a new directory beside the
+# shipped one (an artifact is never overwritten in place). Tunes are not bit-reproducible (r3 was tuned with the
+# fused attention kernel, today's steps use eager attention).
 ENSEMBLE_TMP := $(CURDIR)/.ensemble-members
+MEMBERS := router/artifacts/smollm2-complaints-prompt-ensemble/members
 tune-prompt-ensemble: install
 	rm -rf $(ENSEMBLE_TMP) && mkdir -p $(ENSEMBLE_TMP)
 	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 8 --epochs 6 --method late-prompt --out $(ENSEMBLE_TMP)/r3 --version smollm2-complaints-late-prompt-r3
-	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 8 --epochs 5 --method late-prompt --out $(ENSEMBLE_TMP)/eager5 --version smollm2-complaints-late-prompt-eager5
-	$(BIN)/triage ensemble router/artifacts/smollm2-complaints-prompt-ensemble/members/smollm2-complaints-late-prompt-r4 $(ENSEMBLE_TMP)/r3 $(ENSEMBLE_TMP)/eager5 --out router/artifacts/smollm2-complaints-prompt-ensemble.new --version smollm2-complaints-prompt-ensemble-e3
+	$(BIN)/triage ensemble router/artifacts/smollm2-complaints-late-prompt $(MEMBERS)/smollm2-complaints-late-prompt-r4 $(ENSEMBLE_TMP)/r3 --out router/artifacts/smollm2-complaints-prompt-ensemble.new --version smollm2-complaints-prompt-ensemble-e4
 	rm -rf $(ENSEMBLE_TMP)
 
 # A precedents-tuned LoRA that follows supervisors' corrections (issue 14); starts from the default's adapters
@@ -69,7 +70,7 @@ tune-corrections: install
 # (run B, shipped); two declared runs, about 25 min
 CORRECTIONS_A := $(CURDIR)/.corrections-late-prompt-a
 tune-corrections-late-prompt: install
-	$(BIN)/triage tune --data data/complaints.jsonl --out $(CORRECTIONS_A) --method late-prompt --init-prompt router/artifacts/smollm2-complaints-prompt-ensemble/members/smollm2-complaints-late-prompt-r4 --prompt-layer 4 --context precedents --simulate-corrections 0.3 --epochs 2 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt
+	$(BIN)/triage tune --data data/complaints.jsonl --out $(CORRECTIONS_A) --method late-prompt --init-prompt $(MEMBERS)/smollm2-complaints-late-prompt-r4 --prompt-layer 4 --context precedents --simulate-corrections 0.3 --epochs 2 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt
 	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt $(CORRECTIONS_A) --prompt-layer 4 --context precedents --simulate-corrections 0.3 --epochs 2 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt-b
 	rm -rf $(CORRECTIONS_A)
 
