@@ -42,7 +42,7 @@ tune-default: install
 	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints --dev data/dev.jsonl --version smollm2-complaints-r3
 
 # The shipped late prompt r5: r4's recipe (layer 4, 5 epochs; ~18 min), then 3 more epochs from r4 at learning rate
-# 0.02 (~13 min on a quiet host; declared before it ran, README "r5")
+# 0.02 (~11.5 min on a quiet host, as r6's run of the same step took; declared before it ran, README "r5")
 LATE_PROMPT_R4 := $(CURDIR)/.late-prompt-r4
 tune-late-prompt: install
 	rm -rf $(LATE_PROMPT_R4)

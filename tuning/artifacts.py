@@ -11,7 +11,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from router.artifact import METADATA
+from router.artifact import METADATA, ArtifactError, read_metadata
 from router.dataset import file_sha256
 from router.modelio import BaseModel
 from router.settings import project_root
@@ -72,8 +72,8 @@ def _origins(config: TuningConfig) -> dict:
         path = getattr(config, name)
         if path:
             try:
-                version = json.loads((Path(path) / METADATA).read_text()).get("version")
-            except (OSError, ValueError):
+                version = read_metadata(path).get("version")
+            except ArtifactError:
                 version = None
             found[name] = {"path": portable_path(Path(path)), "version": version}
     return found

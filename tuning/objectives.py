@@ -109,7 +109,7 @@ class LatePromptObjective:
             start = read_start(base, config, Path(config.init_prompt))
             self.init_text, self.init_ids = start.init_text, start.init_ids
         self.prompt = LatePrompt(text_keys_values(base.model, self.init_ids), config.prompt_layer,
-                                 random_init=config.init == "random" and start is None, seed=config.seed)
+                                 random_init=config.init == "random", seed=config.seed)
         if start is not None:
             self.prompt.load(start.keys, start.values)
         codec = LabelCodec.for_tokenizer(base.tokenizer)
