@@ -68,7 +68,7 @@ def _origins(config: TuningConfig) -> dict:
     """The version of each artifact a tune read (starting prompt or adapters, teacher), as it was then: a path can later
     hold another version."""
     found = {}
-    for name in ("init_adapter", "init_prompt", "teacher"):
+    for name in ("init_adapter", "init_prompt", "teacher", "cross_teacher"):
         path = getattr(config, name)
         if path:
             try:
@@ -81,7 +81,7 @@ def _origins(config: TuningConfig) -> dict:
 
 def _portable_parameters(config: TuningConfig) -> dict:
     parameters = config.model_dump()
-    for name in ("init_adapter", "init_prompt", "teacher"):
+    for name in ("init_adapter", "init_prompt", "teacher", "cross_teacher"):
         if parameters.get(name):
             parameters[name] = portable_path(Path(parameters[name]))
     return parameters

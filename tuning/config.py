@@ -71,6 +71,13 @@ class TuningConfig(BaseModel):
         "decoder decision on a training example become part of that decision's target (knowledge distillation); "
         "it must be tuned on the same base and must not have trained on this tune's validation split.",
     )
+    cross_teacher: str | None = Field(
+        None,
+        description="late-prompt with a teacher: a second LoRA artifact tuned on other complaints than the teacher "
+        "(out-of-fold distillation). A training example that one of the two trained on is taught by the other alone, "
+        "whose probabilities on it are not a memorized label; the rest by both, averaged. Which complaints each "
+        "trained on is redrawn from its triage.json (its training file, split and more-data files).",
+    )
     teacher_weight: float = Field(
         0.5, ge=0.0, le=1.0,
         description="late-prompt with a teacher: share of the teacher's probabilities in each decision's target "
@@ -159,6 +166,8 @@ class TuningConfig(BaseModel):
             raise ValueError("init_adapter: only a LoRA tune can start from a LoRA adapter")
         if self.teacher is not None and self.method != "late-prompt":
             raise ValueError("teacher: only a late-prompt tune learns from a teacher's decisions")
+        if self.cross_teacher is not None and self.teacher is None:
+            raise ValueError("cross_teacher: a second teacher needs the first (--teacher)")
         if self.init_prompt is not None and self.method != "late-prompt":
             raise ValueError("init_prompt: only a late-prompt tune can start from a late prompt")
         if self.init_prompt is not None and (self.init_text is not None or self.init == "random"):

@@ -128,6 +128,9 @@ def model_card(meta: dict) -> str:
            "target is "
            f"{1 - params.get('teacher_weight', 0.5):g} x the label + {params.get('teacher_weight', 0.5):g} x the "
            "teacher's probabilities"] if params.get("teacher") else []),
+        *([f"- second teacher `{params['cross_teacher']}`{_version_of(meta, 'cross_teacher')}, tuned on other "
+           "complaints: an example one teacher trained on is taught by the other alone, the rest by both, averaged"]
+          if params.get("cross_teacher") else []),
         *([f"- started from the learned keys/values of `{params['init_prompt']}`{_version_of(meta, 'init_prompt')}"]
           if params.get("init_prompt") else []),
         *([f"- started from the LoRA adapters of `{params['init_adapter']}`{_version_of(meta, 'init_adapter')}"]

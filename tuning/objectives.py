@@ -123,13 +123,12 @@ class LatePromptObjective:
                                     on_progress=on_cache)
         self.train_items, self.val_items = cached[: len(train_items)], cached[len(train_items) :]
         if config.teacher is not None:  # distillation: the teacher's decisions join the training targets
-            from tuning.teacher import load_teacher, teacher_probabilities, with_teacher
+            from tuning.teacher import distillation_targets, with_teacher
 
-            teacher = load_teacher(base, config.teacher)
             report = (lambda done, total, elapsed: on_cache(done, total, elapsed, "teacher")) if on_cache else None
-            with eager_attention(teacher):
-                probabilities = teacher_probabilities(teacher, self.train_items, pad, autocast, on_progress=report)
-            del teacher
+            teachers = [t for t in (config.teacher, config.cross_teacher) if t]
+            probabilities = distillation_targets(base, teachers, self.train_items, list(train_set), pad, autocast,
+                                                 report)
             self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight)
         self.val_set = list(val_set)
         self.val_contexts = list(val_contexts) if val_contexts else None  # routed with them, as serving will

@@ -52,8 +52,7 @@ def teacher_split_warning(teacher_path: str | Path, examples: Sequence[Example],
     if not data.get("sha256") or not metadata.get("parameters"):
         return f"the teacher {teacher_path} records no training data or parameters: its split is not checked"
     if data["sha256"] != file_sha256(data_path):
-        return (f"the teacher {teacher_path} was tuned on another file ({data.get('path')}): whether it trained on "
-                "this tune's validation split is not checked")
+        return _other_file_warning(teacher_path, examples, data_path, config)
     try:
         teacher = TuningConfig.model_validate(metadata["parameters"])
     except ValidationError:
@@ -71,6 +70,24 @@ def teacher_split_warning(teacher_path: str | Path, examples: Sequence[Example],
                   "validates on the teacher's own held-out complaints")
     return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints, so "
             f"the validation exact-set is optimistic; {advice}")
+
+
+def _other_file_warning(teacher_path, examples: Sequence[Example], data_path, config: TuningConfig) -> str | None:
+    """A teacher tuned on other files: the tune's validation complaints looked up among the ones it trained on."""
+    from router.artifact import ArtifactError, read_metadata
+    from router.dataset import normalize
+    from tuning.train import split_validation
+
+    try:
+        trained = trained_inputs(teacher_path)
+    except ArtifactError:
+        path = (read_metadata(teacher_path).get("training_data") or {}).get("path")
+        return (f"the teacher {teacher_path} was tuned on another file ({path}): whether it trained on "
+                "this tune's validation split is not checked")
+    _, own_val = split_validation(examples, config.val_fraction, config.validation_seed)
+    seen = sum(normalize(ex.input) in trained for ex in own_val)
+    return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints "
+            "(in its own training files), so the validation exact-set is optimistic") if seen else None
 
 
 @torch.no_grad()
@@ -99,6 +116,69 @@ def teacher_probabilities(teacher: torch.nn.Module, items: Sequence[CachedExampl
     return out
 
 
+def trained_inputs(path: str | Path) -> set[str]:
+    """The complaints (normalized) the tuned artifact at `path` trained on, redrawn from its triage.json: its training
+    file minus the validation split its parameters draw (and the sample it kept), plus its more-data files. Refuses
+    when a recorded file is gone or has changed, since then nobody can say which complaints it saw."""
+    from router.artifact import ArtifactError, read_metadata
+    from router.dataset import file_sha256, load_examples, normalize
+    from router.settings import project_root
+    from tuning.train import split_validation, trained_sample
+
+    metadata = read_metadata(path)
+    data = metadata.get("training_data") or {}
+    if not data.get("path") or not metadata.get("parameters"):
+        raise ArtifactError(f"{path}: triage.json records no training data or parameters, so which complaints it "
+                            "trained on is unknown")
+
+    def recorded(entry: dict) -> list[Example]:
+        # recorded relative to the project's checkout, or by name alone when it lay outside: then the working directory
+        file = next((f for f in (project_root() / entry["path"], Path(entry["path"])) if f.is_file()), None)
+        if file is None or file_sha256(file) != entry.get("sha256"):
+            raise ArtifactError(f"{path}: its training file {entry['path']} is missing or has changed since it was "
+                                "tuned, so which complaints it trained on is unknown")
+        return load_examples(file)
+
+    config = TuningConfig.model_validate(metadata["parameters"])
+    train_split, _ = split_validation(recorded(data), config.val_fraction, config.validation_seed)
+    seen = trained_sample(train_split, config) + [ex for more in data.get("more", []) for ex in recorded(more)]
+    return {normalize(ex.input) for ex in seen}
+
+
+def out_of_fold(per_teacher: Sequence[Sequence[Sequence[tuple[float, ...]]]], seen: Sequence[Sequence[bool]]
+                ) -> list[list[tuple[float, ...]]]:
+    """Each example's decision probabilities averaged over the teachers that did not train on it (`seen[i][t]`), or
+    over all of them where every teacher did."""
+    out = []
+    for i, seen_by in enumerate(seen):
+        chosen = [t for t, was in enumerate(seen_by) if not was] or list(range(len(seen_by)))
+        out.append([tuple(sum(per_teacher[t][i][d][k] for t in chosen) / len(chosen)
+                          for k in range(len(per_teacher[chosen[0]][i][d])))
+                    for d in range(len(per_teacher[chosen[0]][i]))])
+    return out
+
+
+def distillation_targets(base, teachers: Sequence[str | Path], items: Sequence[CachedExample],
+                         examples: Sequence[Example], pad_id: int, autocast,
+                         on_progress: Callable[[int, int, float], None] | None = None
+                         ) -> list[list[tuple[float, ...]]]:
+    """Each teacher's probabilities on every training example (one teacher's copy in memory at a time); with two,
+    each example is taught by the one that did not train on it (`out_of_fold`)."""
+    from router.dataset import normalize
+    from tuning.late_prompt import eager_attention
+
+    per_teacher = []
+    for path in teachers:
+        teacher = load_teacher(base, path)
+        with eager_attention(teacher):
+            per_teacher.append(teacher_probabilities(teacher, items, pad_id, autocast, on_progress=on_progress))
+        del teacher
+    if len(per_teacher) == 1:
+        return per_teacher[0]
+    trained = [trained_inputs(path) for path in teachers]
+    return out_of_fold(per_teacher, [[normalize(ex.input) in t for t in trained] for ex in examples])
+
+
 def with_teacher(items: Sequence[CachedExample], probabilities: Sequence[Sequence[tuple[float, ...]]],
                  weight: float) -> list[CachedExample]:
     """The examples with each decision's target = (1 - weight) x its label + weight x the teacher's probabilities."""
@@ -112,4 +192,5 @@ def with_teacher(items: Sequence[CachedExample], probabilities: Sequence[Sequenc
     return out
 
 
-__all__ = ["load_teacher", "teacher_probabilities", "teacher_split_warning", "with_teacher"]
+__all__ = ["distillation_targets", "load_teacher", "out_of_fold", "teacher_probabilities", "teacher_split_warning",
+           "trained_inputs", "with_teacher"]

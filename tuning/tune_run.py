@@ -61,9 +61,10 @@ def tune_artifact(service: RouterService, examples: Sequence[Example], config: T
     if config.teacher is not None and on_message is not None:
         from tuning.teacher import teacher_split_warning
 
-        warning = teacher_split_warning(config.teacher, examples, data_path, config)
-        if warning:
-            on_message(f"warning: {warning}")
+        for teacher in filter(None, (config.teacher, config.cross_teacher)):
+            warning = teacher_split_warning(teacher, examples, data_path, config)
+            if warning:
+                on_message(f"warning: {warning}")
     more = more or {}
     added = [example for examples_of_file in more.values() for example in examples_of_file]
     result = train(base, examples, config, on_progress=on_progress, context_for=context_for, more=added)

@@ -59,6 +59,9 @@ def _progress_printer(stream):
 @click.option("--teacher", type=click.Path(exists=True, file_okay=False), default=None,
               help="late-prompt: a LoRA artifact whose probabilities for each decoder decision join the targets "
               "(distillation), e.g. router/artifacts/smollm2-complaints; it must not have trained on the validation split.")
+@click.option("--cross-teacher", type=click.Path(exists=True, file_okay=False), default=None,
+              help="late-prompt with --teacher: a second LoRA artifact tuned on other complaints; each training "
+              "example one teacher trained on is taught by the other alone (out-of-fold distillation).")
 @click.option("--teacher-weight", type=float, default=None,
               help=f"late-prompt with --teacher: the teacher's share of each target (0-1, default {_default('teacher_weight')}).")
 @click.option("--context", type=click.Choice(["none", "precedents", "policy", "both"]), default=None,
