@@ -184,6 +184,10 @@ def test_api_refuses_bad_parameters_and_a_second_job(tiny_settings, tiny_service
         r = client.post("/v1/tuning/jobs", json={"parameters": {"method": "late-prompt", "teacher": "/etc"}}, headers=boss)
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "parameters.teacher"
         assert "triage tune --teacher" in r.json()["errors"][0]["problem"]
+        r = client.post("/v1/tuning/jobs", json={"parameters": {"method": "late-prompt", "cross_teacher": "/etc"}},
+                        headers=boss)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "parameters.cross_teacher"
+        assert "triage tune --cross-teacher" in r.json()["errors"][0]["problem"]
         r = client.post("/v1/tuning/jobs", json={"parameters": {"method": "late-prompt", "init_prompt": "/etc"}},
                         headers=boss)
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "parameters.init_prompt"

@@ -55,8 +55,10 @@ def validate_parameters(parameters: dict[str, Any]):
 
     if not isinstance(parameters, dict):
         raise ParameterError([("parameters", "must be an object of tuning parameters")])
-    if parameters.get("teacher") is not None:  # a path on the server; distillation is a `triage tune` option
-        raise ParameterError([("teacher", "a retraining job distils from no teacher: use `triage tune --teacher`")])
+    for name in ("teacher", "cross_teacher"):  # paths on the server; distillation is a `triage tune` option
+        if parameters.get(name) is not None:
+            raise ParameterError([(name, f"a retraining job distils from no teacher: use `triage tune "
+                                         f"--{name.replace('_', '-')}`")])
     if parameters.get("init_prompt") is not None:  # a path on the server, like the teacher
         raise ParameterError([("init_prompt", "a retraining job starts from the initialization text: use "
                                "`triage tune --init-prompt`")])
