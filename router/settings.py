@@ -25,7 +25,7 @@ from router.results import Strategy
 EMBEDDED_MODEL = "embedded:smollm2"
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_ARTIFACTS = PACKAGE_DIR / "artifacts"
-DEFAULT_TUNED = SHIPPED_ARTIFACTS / "smollm2-complaints"
+DEFAULT_TUNED = SHIPPED_ARTIFACTS / "smollm2-complaints-late-prompt"  # the soft prompt (LoRA: "smollm2-complaints")
 
 
 def default_data_dir() -> Path:
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     model_kind: Literal["auto", "causal", "seq2seq"] = Field("auto", description="Architecture family; auto reads the config.")
     tuned_model: Path | None = Field(
         None, description="Tuned artifact directory (LoRA adapter or soft prompt); default: the registry's active "
-        "version, else the shipped one (LoRA)."
+        "version, else the shipped one (the late prompt, a soft prompt)."
     )
     torch_threads: int = Field(0, ge=0, le=256, description="torch intra-op threads; 0 = number of cores.")
     precision: Literal["fp32", "bf16", "int8"] = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from click.testing import CliRunner
@@ -10,7 +11,7 @@ from sqlmodel import Session
 from router.cli import cli
 from router.db import engine_for
 from router.security import authenticate
-from router.settings import Settings
+from router.settings import DEFAULT_TUNED, Settings
 from test_api_helpers import tiny_artifact  # noqa: F401 - fixture
 
 
@@ -82,7 +83,8 @@ def test_models_register_promote_rollback(tiny_artifact, tmp_path):
     assert code == 0 and "v2 is active" in out and "cli:" in out
     code, out, _ = run("models", "list")
     lines = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
-    assert lines == {"v2": "active", "v1": "retired", "smollm2-complaints-r3": "retired"}, "the shipped model too"
+    shipped = json.loads((DEFAULT_TUNED / "triage.json").read_text())["version"]
+    assert lines == {"v2": "active", "v1": "retired", shipped: "retired"}, "the shipped model too"
     code, out, _ = run("models", "rollback", "v2")
     assert code == 0 and "v1 is active again" in out
     code, _, err = run("models", "rollback", "v2")

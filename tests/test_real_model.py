@@ -48,12 +48,12 @@ def real_service(real_base, tmp_path):
     return RouterService(Settings(data_dir=tmp_path / "d"), base=real_base)
 
 
-SHIPPED_SOFT_PROMPT = DEFAULT_TUNED.parent / "smollm2-complaints-late-prompt"
+SHIPPED_LORA = DEFAULT_TUNED.parent / "smollm2-complaints"  # the default is the soft prompt (late prompt)
 SHIPPED_ENSEMBLE = DEFAULT_TUNED.parent / "smollm2-complaints-prompt-ensemble"
 
 
-@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_SOFT_PROMPT, SHIPPED_ENSEMBLE],
-                         ids=["lora-default", "soft-prompt", "prompt-ensemble"])
+@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_LORA, SHIPPED_ENSEMBLE],
+                         ids=["soft-prompt-default", "lora", "prompt-ensemble"])
 @pytest.mark.parametrize("precision", ["fp32", "default"])
 def test_shipped_tuned_model_routes_the_reference_examples(real_base, real_base_default, tmp_path, precision, artifact):
     from router.service import RouterService
@@ -66,8 +66,8 @@ def test_shipped_tuned_model_routes_the_reference_examples(real_base, real_base_
     assert all(r.model_version == shipped and r.strategy == "tuned" for r in results)
 
 
-@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_SOFT_PROMPT, SHIPPED_ENSEMBLE],
-                         ids=["lora-default", "soft-prompt", "prompt-ensemble"])
+@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_LORA, SHIPPED_ENSEMBLE],
+                         ids=["soft-prompt-default", "lora", "prompt-ensemble"])
 def test_hostile_input_still_yields_valid_departments(real_base, tmp_path, artifact):
     from router.service import RouterService
 
@@ -87,15 +87,17 @@ def test_tuned_differs_from_zero_shot_and_uses_far_fewer_tokens(real_service):
     assert sum(r.input_tokens for r in tuned) <= 0.3 * sum(r.input_tokens for r in multi)
 
 
-def test_fast_path_matches_uncached_peft_forward(real_base):
-    """Prefix KV cache + batching + forced steps give PEFT's own answers (soft prompt not dropped)."""
+@pytest.mark.parametrize("artifact", [DEFAULT_TUNED, SHIPPED_LORA], ids=["soft-prompt-default", "lora"])
+def test_fast_path_matches_uncached_peft_forward(real_base, artifact):
+    """Prefix KV cache + batching + forced steps give the plain forward's answers (the soft prompt inserted at every
+    layer it acts on; the LoRA adapter through PEFT)."""
     from router.artifact import load_tuned_model
     from router.engine import Engine
     from router.reference import load_reference, route_uncached
 
     texts = [t for t, _ in REFERENCES] + ["my fridge is loud", "coupon didnt work and the agent was rude"]
-    fast = Engine(real_base).route_many(texts, "tuned", tuned=load_tuned_model(DEFAULT_TUNED, real_base), batch_size=len(texts))
-    slow = route_uncached(real_base, load_reference(real_base, DEFAULT_TUNED), texts)
+    fast = Engine(real_base).route_many(texts, "tuned", tuned=load_tuned_model(artifact, real_base), batch_size=len(texts))
+    slow = route_uncached(real_base, load_reference(real_base, artifact), texts)
     assert [r.departments for r in fast] == [d.departments for d in slow]
     for f, s in zip(fast, slow):
         for name in DEPARTMENTS:
