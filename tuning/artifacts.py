@@ -58,6 +58,10 @@ def build_metadata(base: BaseModel, config: TuningConfig, result: TrainResult, d
     }
 
 
+# parameters that name another artifact a tune read: recorded with its version, stored as a portable path
+ARTIFACT_PARAMETERS = ("init_adapter", "init_prompt", "teacher", "cross_teacher")
+
+
 def _prompt_format(extra: dict | None) -> str:
     if ((extra or {}).get("context") or {}).get("kind", "none") != "none":
         return "{context}\\n\\nComplaint: {text}\\nDepartments: {labels}"
@@ -68,7 +72,7 @@ def _origins(config: TuningConfig) -> dict:
     """The version of each artifact a tune read (starting prompt or adapters, teacher), as it was then: a path can later
     hold another version."""
     found = {}
-    for name in ("init_adapter", "init_prompt", "teacher", "cross_teacher"):
+    for name in ARTIFACT_PARAMETERS:
         path = getattr(config, name)
         if path:
             try:
@@ -81,7 +85,7 @@ def _origins(config: TuningConfig) -> dict:
 
 def _portable_parameters(config: TuningConfig) -> dict:
     parameters = config.model_dump()
-    for name in ("init_adapter", "init_prompt", "teacher", "cross_teacher"):
+    for name in ARTIFACT_PARAMETERS:
         if parameters.get(name):
             parameters[name] = portable_path(Path(parameters[name]))
     return parameters

@@ -187,6 +187,11 @@ class TuningConfig(BaseModel):
         return self
 
     @property
+    def teachers(self) -> list[str]:
+        """The distillation teachers in order: the teacher, then the cross-teacher, where given."""
+        return [t for t in (self.teacher, self.cross_teacher) if t]
+
+    @property
     def validation_seed(self) -> int:
         """The seed the validation split is drawn with."""
         return self.seed if self.split_seed is None else self.split_seed

@@ -126,9 +126,8 @@ class LatePromptObjective:
             from tuning.teacher import distillation_targets, with_teacher
 
             report = (lambda done, total, elapsed: on_cache(done, total, elapsed, "teacher")) if on_cache else None
-            teachers = [t for t in (config.teacher, config.cross_teacher) if t]
-            probabilities = distillation_targets(base, teachers, self.train_items, list(train_set), pad, autocast,
-                                                 report)
+            probabilities = distillation_targets(base, config.teachers, self.train_items, list(train_set), pad,
+                                                 autocast, report)
             self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight)
         self.val_set = list(val_set)
         self.val_contexts = list(val_contexts) if val_contexts else None  # routed with them, as serving will

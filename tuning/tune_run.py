@@ -61,7 +61,7 @@ def tune_artifact(service: RouterService, examples: Sequence[Example], config: T
     if config.teacher is not None and on_message is not None:
         from tuning.teacher import teacher_split_warning
 
-        for teacher in filter(None, (config.teacher, config.cross_teacher)):
+        for teacher in config.teachers:
             warning = teacher_split_warning(teacher, examples, data_path, config)
             if warning:
                 on_message(f"warning: {warning}")
