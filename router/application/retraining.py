@@ -23,6 +23,7 @@ from tuning.plots import loss_terminal
 from tuning.jobs import store as jobs
 from tuning.jobs.records import LIVE_STATES, TuningJob, TuningJobPublic
 from tuning.jobs.service import start_job
+from tuning.jobs.start_point import active_artifact, job_parameters
 
 FOLLOW_POLL_S = 0.5
 MAX_LISTED = jobs.MAX_LIST
@@ -63,15 +64,23 @@ class Retraining:
         return jobs.validate_parameters(parameters)
 
     def start(self, parameters: dict[str, Any], *, who: str, auto_promote: bool = True,
-              base_file: str | None = None, detached: bool = False) -> TuningJobPublic:
+              base_file: str | None = None, detached: bool = False, start_from: str = "active") -> TuningJobPublic:
         """Record a job and start its worker; ParameterError / Conflict (one job at a time) before anything starts.
 
         detached: the job outlives this process (`triage retrain`); otherwise a server or console owns it and,
         should that process end, the worker stops the job at its next step and marks it failed.
+        start_from: "active" continues the active late prompt (tuning.jobs.start_point), "scratch" tunes afresh.
         """
         job = start_job(self.settings, self.database, parameters, who=who, auto_promote=auto_promote,
-                        base_file=base_file, watch_exit=not detached, owned=not detached)
+                        base_file=base_file, watch_exit=not detached, owned=not detached, start_from=start_from)
         return jobs.public(self.settings, job)
+
+    def job_defaults(self) -> TuningConfig:
+        """The parameters a job started without any would run with (the console form's defaults)."""
+        with self._session() as s:
+            active = active_artifact(self.settings, s)
+        parameters = job_parameters({}, active)
+        return TuningConfig(**{k: v for k, v in parameters.items() if k != "init_prompt"})
 
     def get(self, job_id: int, *, with_curve: bool = True) -> TuningJobPublic:
         with self._session() as s:

@@ -112,7 +112,8 @@ def follow(job_id: int) -> None:
 
 
 @retrain.command()
-@click.option("--method", type=click.Choice(METHODS), default=None, help=f"Default {_default('method')}.")
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help=f"Default: the active version's method when it is a late prompt (continued), else {_default('method')}.")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
 @click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
 @click.option("--batch-size", type=int, default=None, help=f"1-16 (default {_default('batch_size')}).")
@@ -128,10 +129,14 @@ def follow(job_id: int) -> None:
 @click.option("--base-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Training file the corrections are applied to (default: TRIAGE_SHOTS_FILE or data/complaints.jsonl).")
 @click.option("--no-promote", is_flag=True, help="Keep the result a candidate whatever the evaluation gate says.")
+@click.option("--from-scratch", is_flag=True,
+              help="Tune afresh from these parameters (LoRA unless --method says otherwise). Without it, when the "
+                   "active version is a late prompt the job continues it: same layer and length, 2 epochs at "
+                   "learning rate 0.02 unless given.")
 @click.option("-f", "--follow", "follow_it", is_flag=True,
               help="Show progress until the job ends (Ctrl-C stops following, not the job).")
 @click.option("--who", default=None, help="Recorded as who started the job (default: cli:<user>).")
-def start(base_file, no_promote, follow_it, who, **params):
+def start(base_file, no_promote, from_scratch, follow_it, who, **params):
     """Start a retraining job (detached: it outlives this command).
 
     Exit status: 0 started (or, with --follow, succeeded); 1 failed, cancelled or refused; 2 bad parameters.
@@ -142,13 +147,15 @@ def start(base_file, no_promote, follow_it, who, **params):
     with db_errors():
         try:
             job = _retraining().start(given, who=who or f"cli:{getpass.getuser()}",
-                                                     auto_promote=not no_promote, base_file=base_file, detached=True)
+                                                     auto_promote=not no_promote, base_file=base_file, detached=True,
+                                     start_from="scratch" if from_scratch else "active")
         except ParameterError as exc:
             raise click.BadParameter(str(exc), param_hint="tuning parameters") from None
     if job.state == "failed":
         click.echo(f"triage: error: job {job.id}: {job.error}", err=True)
         raise SystemExit(1)
-    click.echo(f"started tuning job {job.id} (pid {job.pid}); it will register {job.version}")
+    click.echo(f"started tuning job {job.id} (pid {job.pid}): {job.options.get('start', 'a fresh tune')}; it will "
+               f"register {job.version}")
     if follow_it:
         raise SystemExit(_follow(job.id))
     click.echo(f"follow it: triage retrain follow {job.id}   cancel it: triage retrain cancel {job.id}", err=True)

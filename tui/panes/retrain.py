@@ -59,7 +59,7 @@ class RetrainPane(Horizontal):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="retrain-form-col"):
-            yield TuningForm(id="tuning-form")
+            yield TuningForm(defaults=self._job_defaults(), id="tuning-form")
             yield Static("", id="retrain-errors")
             with Horizontal(id="retrain-buttons"):
                 yield Button("Start", id="retrain-start", variant="primary", compact=True)
@@ -69,6 +69,13 @@ class RetrainPane(Horizontal):
             yield Label("Ctrl+S: start a retrain", id="retrain-status")
             yield LossPlot(id="loss-plot")
             yield DataTable(id="retrain-eval", cursor_type="none", zebra_stripes=True)
+
+    def _job_defaults(self):
+        """What a job would run with by default: it continues the active late prompt (None: the fields' defaults)."""
+        try:
+            return self.session.core.retraining.job_defaults()
+        except Exception:  # noqa: BLE001 - the database is down: the form still opens, a start reports the error
+            return None
 
     # -- control ----------------------------------------------------------------
     @on(Button.Pressed, "#retrain-start")

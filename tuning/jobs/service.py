@@ -12,13 +12,18 @@ from sqlmodel import Session
 from tuning.jobs import store as jobs
 from tuning.jobs.launch import spawn, watch
 from tuning.jobs.records import TuningJob
+from tuning.jobs.start_point import active_artifact
 
 log = logging.getLogger(__name__)
 
 
 def start_job(settings, engine: Engine, parameters: dict[str, Any], *, who: str, auto_promote: bool = True,
-              base_file: str | None = None, watch_exit: bool = True, owned: bool = True) -> TuningJob:
+              base_file: str | None = None, watch_exit: bool = True, owned: bool = True,
+              start_from: str = "active") -> TuningJob:
     """Record a job and start its worker process; ParameterError / Conflict before anything starts.
+
+    start_from: "active" continues the active version when it is a late prompt (tuning.jobs.start_point);
+    "scratch" tunes from the parameters alone.
 
     watch_exit: reap the worker in a thread of this process when it ends (long-lived callers: the API);
     a short-lived CLI leaves that to init and to the next start's `reap`.
@@ -30,7 +35,8 @@ def start_job(settings, engine: Engine, parameters: dict[str, Any], *, who: str,
         options["base_file"] = str(base_file)
     with Session(engine, expire_on_commit=False) as s:
         jobs.reap(settings, s)
-        job = jobs.create_job(s, parameters, who=who, options=options)
+        job = jobs.create_job(s, parameters, who=who, options=options, active=active_artifact(settings, s),
+                              start_from=start_from)
     try:
         process = spawn(settings, job.id, owner_pid=os.getpid() if owned else None)
     except OSError as exc:

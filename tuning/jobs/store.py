@@ -51,8 +51,12 @@ def _range(name: str) -> str:
 
 def validate_parameters(parameters: dict[str, Any]):
     """A TuningConfig, or ParameterError naming every bad field and its allowed range."""
-    from tuning.config import TuningConfig
+    refuse_server_paths(parameters)
+    return parameters_config(parameters)
 
+
+def refuse_server_paths(parameters: dict[str, Any]) -> None:
+    """ParameterError for what a caller may not set: paths on the server and options a retrain cannot build."""
     if not isinstance(parameters, dict):
         raise ParameterError([("parameters", "must be an object of tuning parameters")])
     for name in ("teacher", "cross_teacher"):  # paths on the server; distillation is a `triage tune` option
@@ -60,11 +64,17 @@ def validate_parameters(parameters: dict[str, Any]):
             raise ParameterError([(name, f"a retraining job distils from no teacher: use `triage tune "
                                          f"--{name.replace('_', '-')}`")])
     if parameters.get("init_prompt") is not None:  # a path on the server, like the teacher
-        raise ParameterError([("init_prompt", "a retraining job starts from the initialization text: use "
-                               "`triage tune --init-prompt`")])
+        raise ParameterError([("init_prompt", "a retraining job starts from the active version's late prompt or "
+                               "from the initialization text: use `triage tune --init-prompt`")])
     if parameters.get("simulated_corrections"):  # corrections are simulated in precedents, which a retrain lacks
         raise ParameterError([("simulated_corrections", "a retraining job tunes without retrieved precedents: use "
                                "`triage tune --context precedents --simulate-corrections`")])
+
+
+def parameters_config(parameters: dict[str, Any]):
+    """TuningConfig(**parameters), or ParameterError naming every bad field and its allowed range."""
+    from tuning.config import TuningConfig
+
     try:
         return TuningConfig(**parameters)
     except ValidationError as exc:
@@ -114,9 +124,19 @@ def describe(job: TuningJob) -> str:
 
 
 # -- writing --------------------------------------------------------------------------------
-def create_job(session: Session, parameters: dict[str, Any], *, who: str, options: dict[str, Any] | None = None) -> TuningJob:
-    """Record a new job; Conflict (naming it) while another job is queued or running."""
-    config = validate_parameters(parameters)
+def create_job(session: Session, parameters: dict[str, Any], *, who: str, options: dict[str, Any] | None = None,
+               active: Path | None = None, start_from: str = "active") -> TuningJob:
+    """Record a new job; Conflict (naming it) while another job is queued or running.
+
+    `active`: the version the job would continue (tuning.jobs.start_point); the job row records the parameters
+    it runs with, the continued prompt's path among them."""
+    from tuning.jobs.start_point import describe_start, job_parameters
+
+    refuse_server_paths(parameters)  # the caller's own, before the continued prompt's path is added
+    if active is not None:
+        parameters = job_parameters(parameters, active, start_from)  # type: ignore[arg-type]
+    config = parameters_config(parameters)
+    options = {**(options or {}), "start": describe_start(config.model_dump())}
     running = live_job(session)
     if running is not None:
         raise Conflict(_busy(running), "job")

@@ -17,11 +17,12 @@ from sqlmodel import Session
 
 from router import store
 from router.dataset import load_examples
-from router.settings import DEFAULT_TUNED, Settings
+from router.settings import Settings
 from tuning.assemble import assemble_from_store, write_training_files
 from tuning.jobs import store as jobs
 from tuning.jobs.paths import JobPaths
 from tuning.jobs.progress import ProgressFile
+from tuning.jobs.start_point import active_artifact
 from tuning.jobs.records import TuningJob
 from tuning.train import Cancelled
 
@@ -30,14 +31,6 @@ log = logging.getLogger(__name__)
 
 class JobError(RuntimeError):
     """A job that cannot go on (no training data, a version name already taken, ...)."""
-
-
-def active_artifact(settings: Settings, session: Session) -> Path | None:
-    """What the candidate is compared with: the registry's active version, else what serving falls back to."""
-    row = store.active_model_version(session)
-    if row is not None:
-        return Path(row.artifact_path)
-    return Path(settings.tuned_model or DEFAULT_TUNED)
 
 
 class _Run:
@@ -80,7 +73,7 @@ class _Run:
         self.phase("loading", n_train=len(assembled.examples), n_holdout=len(assembled.holdout),
                    n_new_corrections=len(assembled.trained_correction_ids))
         base = self.base or load_base_model(settings.model_copy(update={"precision": "fp32"}))  # train on fp32 weights
-        config = jobs.validate_parameters(job.parameters)
+        config = jobs.parameters_config(job.parameters)  # the caller's were checked when the job was recorded
         self.check_stop()
         self.phase("training")
         result = train(base, assembled.examples, config, on_progress=self.progress.on_train,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import Field
@@ -29,13 +29,20 @@ class TuningJobCreate(_Forbid):
         examples=[{"method": "prompt", "epochs": 4, "num_virtual_tokens": 20, "learning_rate": 0.3}],
     )
     auto_promote: bool = Field(True, description="Promote the result when the evaluation gate passes.")
+    start_from: Literal["active", "scratch"] = Field(
+        "active",
+        description="active: when the active version is a late prompt, the job continues it (its prompt layer and "
+                    "length; 2 epochs at learning rate 0.02 unless given); scratch: a fresh tune from the parameters "
+                    "alone (LoRA unless `method` says otherwise).",
+    )
 
 
 @router.post("", status_code=202, response_model=TuningJobPublic, responses=ERRORS,
              summary="Start a retraining job (one at a time; it runs in its own process)")
 def create(body: TuningJobCreate, core: CoreDep, caller: caller_dep("models")):
     try:
-        return core.retraining.start(body.parameters, who=caller.name, auto_promote=body.auto_promote)
+        return core.retraining.start(body.parameters, who=caller.name, auto_promote=body.auto_promote,
+                                     start_from=body.start_from)
     except ParameterError as exc:
         problems = [{"field": f"parameters.{f}", "problem": p} for f, p in exc.problems]
         detail = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)

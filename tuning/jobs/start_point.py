@@ -1,0 +1,85 @@
+"""Where a retraining job starts: the active late prompt, continued, unless the caller asks for a fresh tune.
+
+A retrain adds the supervisors' corrections to what the served model already knows. When the active version
+is a late prompt tuned without retrieved context, the job starts from its keys/values (`init_prompt`), at its
+prompt layer and length, and by default runs CONTINUE_EPOCHS epochs at CONTINUE_LEARNING_RATE: the step that
+made the shipped prompt r5m from r5. A fresh late prompt on the training file alone has neither the teacher nor
+the extra data the shipped one learned from and routes far worse (README, "Retraining"), and a fresh LoRA
+adapter is a second model copy. Any other active version (a LoRA adapter, an ensemble, a context-tuned prompt),
+a job that names another method, or start_from="scratch": the job tunes from its parameters alone, as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlmodel import Session
+
+StartFrom = Literal["active", "scratch"]
+START_FROM = ("active", "scratch")
+CONTINUE_LEARNING_RATE = 0.02
+CONTINUE_EPOCHS = 2
+SHAPE = ("prompt_layer", "num_virtual_tokens")  # what must match the prompt continued
+
+
+def active_artifact(settings, session: Session) -> Path:
+    """What a job is compared with and continues: the registry's active version, else what serving falls back to."""
+    from router import store
+    from router.settings import DEFAULT_TUNED
+
+    row = store.active_model_version(session)
+    if row is not None:
+        return Path(row.artifact_path)
+    return Path(settings.tuned_model or DEFAULT_TUNED)
+
+
+def continuable(active: Path) -> dict[str, Any] | None:
+    """The active artifact's recorded parameters if a job can continue it (a late prompt without context)."""
+    from router.artifact import ArtifactError, read_metadata
+
+    try:
+        metadata = read_metadata(active)
+    except (ArtifactError, OSError):
+        return None
+    parameters = metadata.get("parameters") or {}
+    if metadata.get("method") != "late-prompt" or parameters.get("context", "none") != "none":
+        return None
+    if any(not isinstance(parameters.get(name), int) for name in SHAPE):
+        return None
+    return parameters
+
+
+def job_parameters(given: dict[str, Any], active: Path, start_from: StartFrom = "active") -> dict[str, Any]:
+    """The parameters a job runs with: `given` (already validated), continuing `active` when it can.
+
+    ParameterError when `given` asks for a late prompt of another shape than the one it would continue."""
+    from tuning.jobs.store import ParameterError
+
+    if start_from not in START_FROM:
+        raise ParameterError([("start_from", f"must be one of {', '.join(START_FROM)} (got {start_from!r})")])
+    if start_from == "scratch" or given.get("method") not in (None, "late-prompt"):
+        return dict(given)
+    recorded = continuable(active)
+    if recorded is None:
+        return dict(given)
+    for name in SHAPE:
+        if given.get(name) is not None and given[name] != recorded[name]:
+            raise ParameterError([(name, f"the active version ({active}) is a late prompt with {name} "
+                                         f"{recorded[name]}, which a retrain continues: leave {name} out, or start "
+                                         "from scratch (start_from=scratch, `triage retrain start --from-scratch`)")])
+    defaults = {"method": "late-prompt", "learning_rate": CONTINUE_LEARNING_RATE, "epochs": CONTINUE_EPOCHS,
+                **{name: recorded[name] for name in SHAPE}}
+    given = {k: v for k, v in given.items() if v is not None}
+    return {**defaults, **given, "init_prompt": str(active)}
+
+
+def describe_start(parameters: dict[str, Any]) -> str:
+    """One line for the job's record: where its training started."""
+    if parameters.get("init_prompt"):
+        return f"continues the active late prompt {parameters['init_prompt']}"
+    return f"a fresh {parameters.get('method') or 'lora'} tune"
+
+
+__all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "StartFrom", "active_artifact", "continuable",
+           "describe_start", "job_parameters"]
