@@ -114,8 +114,10 @@ def test_console_form_defaults_to_the_continued_prompt(late, tiny_settings, tiny
 
     settings = tiny_settings.model_copy(update={"tuned_model": late})
     engine = migrated(settings)
-    defaults = Retraining(settings, engine).job_defaults()
+    defaults, start = Retraining(settings, engine).job_defaults()
     assert (defaults.method, defaults.prompt_layer, defaults.num_virtual_tokens) == ("late-prompt", 1, 4)
     assert (defaults.learning_rate, defaults.epochs) == (CONTINUE_LEARNING_RATE, CONTINUE_EPOCHS)
-    assert Retraining(tiny_settings, engine).job_defaults().method == "lora", "a PEFT prompt active: LoRA as before"
+    assert start == f"continues the active late prompt {late}"
+    defaults, start = Retraining(tiny_settings, engine).job_defaults()
+    assert defaults.method == "lora" and start == "a fresh lora tune", "a PEFT prompt active: LoRA as before"
     engine.dispose()

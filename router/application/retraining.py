@@ -23,7 +23,7 @@ from tuning.plots import loss_terminal
 from tuning.jobs import store as jobs
 from tuning.jobs.records import LIVE_STATES, TuningJob, TuningJobPublic
 from tuning.jobs.service import start_job
-from tuning.jobs.start_point import active_artifact, job_parameters
+from tuning.jobs.start_point import active_artifact, describe_start, job_parameters
 
 FOLLOW_POLL_S = 0.5
 MAX_LISTED = jobs.MAX_LIST
@@ -75,12 +75,13 @@ class Retraining:
                         base_file=base_file, watch_exit=not detached, owned=not detached, start_from=start_from)
         return jobs.public(self.settings, job)
 
-    def job_defaults(self) -> TuningConfig:
-        """The parameters a job started without any would run with (the console form's defaults)."""
+    def job_defaults(self) -> tuple[TuningConfig, str]:
+        """The parameters a job started without any would run with (the console form's defaults), and where it
+        would start (`describe_start`)."""
         with self._session() as s:
             active = active_artifact(self.settings, s)
         parameters = job_parameters({}, active)
-        return TuningConfig(**{k: v for k, v in parameters.items() if k != "init_prompt"})
+        return TuningConfig(**{k: v for k, v in parameters.items() if k != "init_prompt"}), describe_start(parameters)
 
     def get(self, job_id: int, *, with_curve: bool = True) -> TuningJobPublic:
         with self._session() as s:

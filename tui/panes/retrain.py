@@ -58,24 +58,26 @@ class RetrainPane(Horizontal):
         return self.job is not None and self.job.state in ("queued", "running")
 
     def compose(self) -> ComposeResult:
+        defaults, start = self._job_defaults()
         with VerticalScroll(id="retrain-form-col"):
-            yield TuningForm(defaults=self._job_defaults(), id="tuning-form")
+            yield TuningForm(defaults=defaults, id="tuning-form")
             yield Static("", id="retrain-errors")
             with Horizontal(id="retrain-buttons"):
                 yield Button("Start", id="retrain-start", variant="primary", compact=True)
                 yield Button("Stop", id="retrain-stop", variant="error", compact=True, disabled=True)
         with Vertical(id="retrain-live"):
             yield ProgressBar(total=1, id="retrain-progress", show_eta=False)
-            yield Label("Ctrl+S: start a retrain", id="retrain-status")
+            yield Label(f"Ctrl+S: start a retrain ({start})" if start else "Ctrl+S: start a retrain", id="retrain-status")
             yield LossPlot(id="loss-plot")
             yield DataTable(id="retrain-eval", cursor_type="none", zebra_stripes=True)
 
     def _job_defaults(self):
-        """What a job would run with by default: it continues the active late prompt (None: the fields' defaults)."""
+        """What a job would run with by default, and where it would start (it continues the active late prompt);
+        (None, "") when that cannot be read: the fields' own defaults."""
         try:
             return self.session.core.retraining.job_defaults()
         except Exception:  # noqa: BLE001 - the database is down: the form still opens, a start reports the error
-            return None
+            return None, ""
 
     # -- control ----------------------------------------------------------------
     @on(Button.Pressed, "#retrain-start")
