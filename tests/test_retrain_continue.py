@@ -4,6 +4,7 @@ its parameters, the version it registers, the refusals, and the way out (start f
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from conftest import TINY_TRAIN
 from router.api import create_app
 from router.security import create_key
 from router.settings import Settings
-from test_late_prompt import _tune
+from test_late_prompt import _config, _tune
 from test_retrain_helpers import correct, migrated, write_jsonl
 from tuning.jobs import store as jobs
 from tuning.jobs.start_point import CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, job_parameters
@@ -120,4 +121,61 @@ def test_console_form_defaults_to_the_continued_prompt(late, tiny_settings, tiny
     assert start == f"continues the active late prompt {late}"
     defaults, start = Retraining(tiny_settings, engine).job_defaults()
     assert defaults.method == "lora" and start == "a fresh lora tune", "a PEFT prompt active: LoRA as before"
+    engine.dispose()
+
+
+def test_a_continued_prompt_keeps_its_teacher_and_corrections_are_taught_by_their_labels(tiny_base, tiny_train_file,
+                                                                                         tmp_path):
+    from router.dataset import load_examples
+    from tests.test_tuning_methods import _tune as tune_method
+    from tuning.train import train
+
+    lora, _ = tune_method(tiny_base, tiny_train_file, tmp_path, "lora")
+    student, _ = _tune(tiny_base, tiny_train_file, tmp_path / "student", epochs=1, teacher=str(lora),
+                       teacher_weight=0.3)
+    got = job_parameters({}, student)
+    assert got["teacher"] == str(lora) and got["teacher_weight"] == 0.3 and got["init_prompt"] == str(student)
+    shutil.rmtree(lora)
+    assert "teacher" not in job_parameters({}, student), "its teacher is gone: the job continues without one"
+
+    lora, _ = tune_method(tiny_base, tiny_train_file, tmp_path, "lora")
+    examples = load_examples(tiny_train_file)
+    corrected = {examples[0].input, examples[3].input}
+    config = _config(teacher=str(lora), epochs=1, init_prompt=str(student))
+    objective = train(tiny_base, examples, config, label_only=corrected).trained
+    by_text = {tiny_base.tokenizer.decode(item.encoded.prompt): item for item in objective.train_items}
+    assert sum(any(c in text for c in corrected) for text in by_text) == 2 and len(by_text) == len(examples)
+    for text, item in by_text.items():
+        soft = [d.soft for d in item.decisions]
+        if any(c in text for c in corrected):
+            assert soft == [None] * len(soft), f"a correction is taught by its label alone: {text!r}"
+        else:
+            assert all(s is not None for s in soft), f"the rest learn from the teacher too: {text!r}"
+
+
+def test_a_job_trains_on_the_continued_prompts_more_data_except_what_a_correction_relabels(late, tiny_base,
+                                                                                           tiny_train_file, tmp_path):
+    from router.dataset import file_sha256
+
+    extra = [("The speaker in the ad had a remote, mine came without one.", "Marketing, Planning"),
+             ("My order arrived with the bottle leaking all over the box.", "Packaging"),
+             ("The app froze twice while I was paying for my order.", "Development")]
+    more = write_jsonl(tmp_path / "more.jsonl", extra)  # beside the prompt, recorded by its name as outside the project
+    meta = json.loads((late / "triage.json").read_text())
+    meta["training_data"]["more"] = [{"path": "more.jsonl", "sha256": file_sha256(more), "n": 3}]
+    (late / "triage.json").write_text(json.dumps(meta))
+    settings = Settings(data_dir=tmp_path / "d", shots_file=tiny_train_file, tuned_model=late,
+                        dev_file=write_jsonl(tmp_path / "dev.jsonl", TINY_TRAIN[:4]))
+    engine = migrated(settings)
+    with Session(engine, expire_on_commit=False) as s:
+        correct(s, extra[1][0], ["Packaging", "Warehouse"])  # a correction relabels one of them
+        job = jobs.create_job(s, {"epochs": 1, "batch_size": 4, "val_fraction": 0.0}, who="boss", active=late)
+    assert job.options["more_data"] == [str(more)] and "more-data files" in job.options["start"]
+    done = run_job(settings, job.id, base=tiny_base, engine=engine)
+    assert done.state == "succeeded", done.error
+    recorded = json.loads((Path(done.result["artifact_path"]) / "triage.json").read_text())["training_data"]["more"]
+    assert [(m["path"], m["n"]) for m in recorded] == [("more.jsonl", 2)], "the relabeled complaint is left out"
+    more.write_text(more.read_text() + json.dumps({"input": "changed since", "output": "L3"}) + "\n")
+    with Session(engine, expire_on_commit=False) as s:
+        assert "more_data" not in jobs.create_job(s, {}, who="boss", active=late).options, "a changed file is not used"
     engine.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 
@@ -87,7 +87,8 @@ class LatePromptObjective:
 
     def __init__(self, base: BaseModel, config: TuningConfig, train_set: Sequence[Example], train_items: Sequence[Encoded],
                  val_set: Sequence[Example], val_items: Sequence[Encoded],
-                 on_cache: Callable[[int, int, float], None] | None = None, val_contexts: Sequence[str] | None = None):
+                 on_cache: Callable[[int, int, float], None] | None = None, val_contexts: Sequence[str] | None = None,
+                 label_only: Collection[str] = ()):
         from tuning.late_prompt import DecoderParts, LatePrompt, eager_attention, init_ids, text_keys_values
         from tuning.late_objective import loss_terms
         from tuning.layer_cache import cache_examples
@@ -128,7 +129,8 @@ class LatePromptObjective:
             report = (lambda done, total, elapsed: on_cache(done, total, elapsed, "teacher")) if on_cache else None
             probabilities = distillation_targets(base, config.teachers, self.train_items, list(train_set), pad,
                                                  autocast, report)
-            self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight)
+            taught = [ex.input not in label_only for ex in train_set]  # e.g. supervisors' corrections: label alone
+            self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight, taught)
         self.val_set = list(val_set)
         self.val_contexts = list(val_contexts) if val_contexts else None  # routed with them, as serving will
         # a step's batch split across the CPU's cores (tuning.shards); one shard on a GPU
@@ -192,9 +194,10 @@ class LatePromptObjective:
 
 
 def build_objective(base: BaseModel, config: TuningConfig, train_set, train_items, val_set, val_items, on_cache=None,
-                    val_contexts=None):
+                    val_contexts=None, label_only: Collection[str] = ()):
     if config.method == "late-prompt":
-        return LatePromptObjective(base, config, train_set, train_items, val_set, val_items, on_cache, val_contexts)
+        return LatePromptObjective(base, config, train_set, train_items, val_set, val_items, on_cache, val_contexts,
+                                   label_only)
     return PeftObjective(base, config, train_items, val_items)
 
 

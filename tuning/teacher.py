@@ -180,10 +180,14 @@ def distillation_targets(base, teachers: Sequence[str | Path], items: Sequence[C
 
 
 def with_teacher(items: Sequence[CachedExample], probabilities: Sequence[Sequence[tuple[float, ...]]],
-                 weight: float) -> list[CachedExample]:
-    """The examples with each decision's target = (1 - weight) x its label + weight x the teacher's probabilities."""
+                 weight: float, taught: Sequence[bool] | None = None) -> list[CachedExample]:
+    """The examples with each decision's target = (1 - weight) x its label + weight x the teacher's probabilities;
+    an example with `taught[i]` False keeps its label alone (a supervisor's correction the teacher never saw)."""
     out = []
-    for item, per_decision in zip(items, probabilities):
+    for n, (item, per_decision) in enumerate(zip(items, probabilities)):
+        if taught is not None and not taught[n]:
+            out.append(item)
+            continue
         decisions = []
         for d, probs in zip(item.decisions, per_decision):
             label = [1.0 if t == d.target else 0.0 for t in d.allowed]

@@ -7,7 +7,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 import torch
 
@@ -127,12 +127,14 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     context_for: Callable[[list[Example], list[Example], list[Example]], Built] | None = None,
     more: Sequence[Example] = (),
+    label_only: Collection[str] = (),
 ) -> TrainResult:
     """context_for(examples trained on, validation split, training split) -> rag.training_context.Built: the
     retrieved context of each example trained on and validated on, put in front of the complaint as serving does,
     and the examples as trained (relabeled where a correction was simulated); precedents come from the training
     split. None: no context. `more`: examples added to the training split only (the
-    validation split is drawn from `examples` alone, so it is the same with or without them)."""
+    validation split is drawn from `examples` alone, so it is the same with or without them). `label_only`: complaints
+    whose targets are their labels alone even with a teacher (a retraining job's corrections)."""
     if config.context != "none" and context_for is None:
         raise ValueError(f"context {config.context!r}: this tune has no retrieval to build it (triage tune --context "
                          "builds it; retraining jobs and the console tune without context)")
@@ -160,7 +162,8 @@ def train(
             on_progress(Progress(0, config.epochs, done, total, 0.0, 0.0, elapsed, elapsed / done * (total - done),
                                  stage=stage))
 
-    objective = build_objective(base, config, train_set, train_items, val_set, val_items, cache_progress, val_context)
+    objective = build_objective(base, config, train_set, train_items, val_set, val_items, cache_progress, val_context,
+                                label_only)
     train_items, val_items = objective.train_items, objective.val_items
     params = objective.parameters()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)

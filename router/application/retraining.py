@@ -23,7 +23,7 @@ from tuning.plots import loss_terminal
 from tuning.jobs import store as jobs
 from tuning.jobs.records import LIVE_STATES, TuningJob, TuningJobPublic
 from tuning.jobs.service import start_job
-from tuning.jobs.start_point import active_artifact, describe_start, job_parameters
+from tuning.jobs.start_point import active_artifact, describe_start, job_parameters, recorded_more_data
 
 FOLLOW_POLL_S = 0.5
 MAX_LISTED = jobs.MAX_LIST
@@ -81,7 +81,9 @@ class Retraining:
         with self._session() as s:
             active = active_artifact(self.settings, s)
         parameters = job_parameters({}, active)
-        return TuningConfig(**{k: v for k, v in parameters.items() if k != "init_prompt"}), describe_start(parameters)
+        more = recorded_more_data(active) if parameters.get("init_prompt") else []
+        return (TuningConfig(**{k: v for k, v in parameters.items() if k != "init_prompt"}),
+                describe_start(parameters, more))
 
     def get(self, job_id: int, *, with_curve: bool = True) -> TuningJobPublic:
         with self._session() as s:

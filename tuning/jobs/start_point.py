@@ -2,9 +2,14 @@
 
 A retrain adds the supervisors' corrections to what the served model already knows. When the active version
 is a late prompt tuned without retrieved context, the job starts from its keys/values (`init_prompt`), at its
-prompt layer and length, and by default runs CONTINUE_EPOCHS epochs at CONTINUE_LEARNING_RATE: the step that
-made the shipped prompt r5m from r5. A fresh late prompt on the training file alone has neither the teacher nor
-the extra data the shipped one learned from and routes far worse (README, "Retraining"), and a fresh LoRA
+prompt layer and length, and by default runs CONTINUE_EPOCHS epochs at CONTINUE_LEARNING_RATE (the step that
+made the shipped prompt r5m from r5), distilling from the teacher the continued prompt was tuned with when its
+triage.json names one that is still there (the corrections themselves are taught by their labels alone: the
+teacher never saw them), and training on its recorded more-data files too (`recorded_more_data`; an example there
+that a correction contradicts is left out). Measured as `triage tune` runs from r5m on 1221 held-out complaints:
+the training file alone 1060 right, with the teacher 1062, with the teacher and the more-data files 1080 (r5m 1081;
+README, "Where a job starts"). A fresh late prompt on the training file alone has
+neither the teacher nor the extra data the shipped one learned from and routes far worse, and a fresh LoRA
 adapter is a second model copy. Any other active version (a LoRA adapter, an ensemble, a context-tuned prompt),
 a job that names another method, or start_from="scratch": the job tunes from its parameters alone, as before.
 """
@@ -50,6 +55,48 @@ def continuable(active: Path) -> dict[str, Any] | None:
     return parameters
 
 
+def recorded_teachers(recorded: dict[str, Any], active: Path) -> dict[str, Any]:
+    """The continued prompt's distillation teacher(s) and weight as its triage.json names them, when they are still
+    there: relative to the project's checkout, or (recorded by name when it lay outside) beside the continued prompt;
+    {} when it had none or one is gone."""
+    from router.settings import project_root
+
+    out: dict[str, Any] = {}
+    for name in ("teacher", "cross_teacher"):
+        value = recorded.get(name)
+        if not value:
+            continue
+        places = (project_root() / value, Path(active).parent / value)
+        found = next((p for p in places if (p / "adapter_config.json").is_file()), None)
+        if found is None:
+            return {}
+        out[name] = str(found)
+    if out:
+        out["teacher_weight"] = recorded.get("teacher_weight", 0.5)
+    return out
+
+
+def recorded_more_data(active: Path) -> list[str]:
+    """The more-data files (training split only) the continued late prompt's triage.json records, where each is still
+    there unchanged (same sha256; relative to the project's checkout, or beside the prompt); a file that is gone or
+    changed is left out."""
+    from router.artifact import ArtifactError, read_metadata
+    from router.dataset import file_sha256
+    from router.settings import project_root
+
+    try:
+        entries = (read_metadata(active).get("training_data") or {}).get("more") or []
+    except (ArtifactError, OSError):
+        return []
+    found = []
+    for entry in entries:
+        places = (project_root() / entry.get("path", ""), Path(active).parent / entry.get("path", ""))
+        path = next((p for p in places if entry.get("path") and p.is_file()), None)
+        if path is not None and file_sha256(path) == entry.get("sha256"):
+            found.append(str(path))
+    return found
+
+
 def job_parameters(given: dict[str, Any], active: Path, start_from: StartFrom = "active") -> dict[str, Any]:
     """The parameters a job runs with: `given` (already validated), continuing `active` when it can.
 
@@ -69,17 +116,19 @@ def job_parameters(given: dict[str, Any], active: Path, start_from: StartFrom = 
                                          f"{recorded[name]}, which a retrain continues: leave {name} out, or start "
                                          "from scratch (start_from=scratch, `triage retrain start --from-scratch`)")])
     defaults = {"method": "late-prompt", "learning_rate": CONTINUE_LEARNING_RATE, "epochs": CONTINUE_EPOCHS,
-                **{name: recorded[name] for name in SHAPE}}
+                **{name: recorded[name] for name in SHAPE}, **recorded_teachers(recorded, active)}
     given = {k: v for k, v in given.items() if v is not None}
     return {**defaults, **given, "init_prompt": str(active)}
 
 
-def describe_start(parameters: dict[str, Any]) -> str:
+def describe_start(parameters: dict[str, Any], more_data: list[str] | None = None) -> str:
     """One line for the job's record: where its training started."""
     if parameters.get("init_prompt"):
-        return f"continues the active late prompt {parameters['init_prompt']}"
+        teacher = f", distilling from its teacher {parameters['teacher']}" if parameters.get("teacher") else ""
+        more = f", with its more-data files {', '.join(more_data)}" if more_data else ""
+        return f"continues the active late prompt {parameters['init_prompt']}{teacher}{more}"
     return f"a fresh {parameters.get('method') or 'lora'} tune"
 
 
 __all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "StartFrom", "active_artifact", "continuable",
-           "describe_start", "job_parameters"]
+           "describe_start", "job_parameters", "recorded_more_data", "recorded_teachers"]

@@ -61,7 +61,8 @@ def refuse_server_paths(parameters: dict[str, Any]) -> None:
         raise ParameterError([("parameters", "must be an object of tuning parameters")])
     for name in ("teacher", "cross_teacher"):  # paths on the server; distillation is a `triage tune` option
         if parameters.get(name) is not None:
-            raise ParameterError([(name, f"a retraining job distils from no teacher: use `triage tune "
+            raise ParameterError([(name, f"a retraining job distils only from the teacher of the late prompt it "
+                                         f"continues, never from a path it is given: use `triage tune "
                                          f"--{name.replace('_', '-')}`")])
     if parameters.get("init_prompt") is not None:  # a path on the server, like the teacher
         raise ParameterError([("init_prompt", "a retraining job starts from the active version's late prompt or "
@@ -130,13 +131,15 @@ def create_job(session: Session, parameters: dict[str, Any], *, who: str, option
 
     `active`: the version the job would continue (tuning.jobs.start_point); the job row records the parameters
     it runs with, the continued prompt's path among them."""
-    from tuning.jobs.start_point import describe_start, job_parameters
+    from tuning.jobs.start_point import describe_start, job_parameters, recorded_more_data
 
     refuse_server_paths(parameters)  # the caller's own, before the continued prompt's path is added
     if active is not None:
         parameters = job_parameters(parameters, active, start_from)  # type: ignore[arg-type]
     config = parameters_config(parameters)
-    options = {**(options or {}), "start": describe_start(config.model_dump())}
+    more = recorded_more_data(Path(config.init_prompt)) if config.init_prompt else []
+    options = {**(options or {}), **({"more_data": more} if more else {}),
+               "start": describe_start(config.model_dump(), more)}
     running = live_job(session)
     if running is not None:
         raise Conflict(_busy(running), "job")

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from router import store
-from router.dataset import load_examples
+from router.dataset import Example, load_examples
 from router.settings import Settings
 from tuning.assemble import assemble_from_store, write_training_files
 from tuning.jobs import store as jobs
@@ -31,6 +31,15 @@ log = logging.getLogger(__name__)
 
 class JobError(RuntimeError):
     """A job that cannot go on (no training data, a version name already taken, ...)."""
+
+
+def more_data(paths: list[str], corrected: set[str], max_chars: int) -> dict[Path, list[Example]]:
+    """The continued prompt's more-data files (training split only), less any complaint a correction relabels:
+    the correction wins, as it does over the base file."""
+    from router.dataset import normalize
+
+    relabeled = {normalize(text) for text in corrected}
+    return {Path(p): [ex for ex in load_examples(p, max_chars) if normalize(ex.input) not in relabeled] for p in paths}
 
 
 class _Run:
@@ -76,13 +85,17 @@ class _Run:
         config = jobs.parameters_config(job.parameters)  # the caller's were checked when the job was recorded
         self.check_stop()
         self.phase("training")
+        corrected = {ex.input for ex, origin in zip(assembled.examples, assembled.provenance)
+                     if origin.get("source") == "correction"}
+        more = more_data(job.options.get("more_data", []), corrected, settings.max_input_chars)
         result = train(base, assembled.examples, config, on_progress=self.progress.on_train,
-                       should_stop=self.stop_requested)
+                       should_stop=self.stop_requested, label_only=corrected,  # a teacher never saw the corrections
+                       more=[ex for examples in more.values() for ex in examples])
         final = Path(settings.models_dir) / job.version
         staging = self.paths.staging
         metadata = build_metadata(base, config, result, self.paths.data / "train.jsonl", job.version,
                                   {"source": f"tuning job {job.id}", "job": {"id": job.id, "who": job.who},
-                                   "training_set": training_meta})
+                                   "training_set": training_meta}, {p: len(e) for p, e in more.items()})
         save_artifact(result, metadata, staging)
         for name in ("train_file", "holdout_file", "provenance_file"):
             shutil.copy2(self.paths.data / training_meta[name], staging / training_meta[name])
