@@ -179,3 +179,18 @@ def test_a_job_trains_on_the_continued_prompts_more_data_except_what_a_correctio
     with Session(engine, expire_on_commit=False) as s:
         assert "more_data" not in jobs.create_job(s, {}, who="boss", active=late).options, "a changed file is not used"
     engine.dispose()
+
+
+def test_the_passes_before_the_first_step_show_as_such_and_stay_out_of_the_loss_curve(tmp_path):
+    from router.application.retraining import stage_line
+    from tuning.jobs.progress import ProgressFile, read_progress
+    from tuning.train import Progress
+
+    progress = ProgressFile(tmp_path / "progress.json", min_interval=0.0)
+    progress.on_train(Progress(0, 2, 640, 6307, 0.0, 0.0, 10.0, 80.0, stage="teacher"))
+    shown = read_progress(tmp_path / "progress.json")
+    assert stage_line(shown) == "the teacher reads each example once 640/6307 · ETA 80s"
+    assert shown["loss_curve"] == [], "no loss before the first step"
+    progress.on_train(Progress(1, 2, 1, 262, 0.25, 0.01, 20.0, 300.0))
+    shown = read_progress(tmp_path / "progress.json")
+    assert stage_line(shown) is None and shown["loss_curve"] == [[1, 0.25]]

@@ -21,6 +21,7 @@ from tuning.config import LR_RANGES, TuningConfig, describe_error, field_default
 from tuning.gate import format_decision
 from tuning.plots import loss_terminal
 from tuning.jobs import store as jobs
+from tuning.jobs.progress import stage_line
 from tuning.jobs.records import LIVE_STATES, TuningJob, TuningJobPublic
 from tuning.jobs.service import start_job
 from tuning.jobs.start_point import active_artifact, describe_start, job_parameters, recorded_more_data
@@ -30,7 +31,7 @@ MAX_LISTED = jobs.MAX_LIST
 ParameterError = jobs.ParameterError
 METHODS = tuple(LR_RANGES)
 __all__ = ["MAX_LISTED", "METHODS", "LR_RANGES", "ParameterError", "Retraining", "TrainingPreview", "TuningConfig",
-           "describe_error", "field_default", "field_range", "format_decision", "loss_terminal"]
+           "describe_error", "field_default", "field_range", "format_decision", "loss_terminal", "stage_line"]
 
 
 @dataclass

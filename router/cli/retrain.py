@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from router.application.retraining import LR_RANGES, METHODS
+from router.application.retraining import LR_RANGES, METHODS, stage_line
 from router.application.retraining import field_default as _default
 from router.cli.common import get_application
 from router.cli.db import db_errors
@@ -16,7 +16,9 @@ from router.cli.db import db_errors
 def _line(job) -> str:
     p = job.progress or {}
     text = f"job {job.id} {job.state}: {job.phase}"
-    if job.phase == "training" and p.get("step"):
+    if job.phase == "training" and stage_line(p):
+        text += f" · {stage_line(p)}"
+    elif job.phase == "training" and p.get("step"):
         text += (f" · epoch {p.get('epoch')}/{p.get('epochs')} · step {p['step']}/{p.get('steps_total')}"
                  f" · loss {p.get('loss', 0):.4f} · ETA {p.get('eta_s') or 0:.0f}s")
     return text

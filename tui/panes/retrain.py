@@ -16,6 +16,7 @@ from textual.widgets import Button, DataTable, Label, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from router.application import TuningJobPublic
+from router.application.retraining import stage_line
 from tui.widgets.loss_plot import LossPlot
 from tui.widgets.tuning_form import TuningForm
 
@@ -34,6 +35,8 @@ def fmt(value) -> str:
 
 def status_line(job: TuningJobPublic) -> str:
     p = job.progress
+    if job.phase == "training" and stage_line(p):
+        return f"job {job.id}: {stage_line(p)}"
     if job.phase == "training" and p.get("step"):
         return (f"job {job.id}: epoch {p.get('epoch')}/{p.get('epochs')} · update {p['step']}/{p.get('steps_total')}"
                 f" · loss {p.get('loss', 0):.3f} · eta {p.get('eta_s') or 0:.0f}s")

@@ -40,6 +40,11 @@ class ProgressFile:
 
     def on_train(self, p) -> None:
         """tuning.train's on_progress callback."""
+        if p.stage != "train":  # before the first step: examples done, not updates (no loss yet)
+            self.update(False, stage=p.stage, stage_done=p.step, stage_total=p.steps_total,
+                        elapsed_s=round(p.elapsed_s, 1), eta_s=round(p.eta_s, 1))
+            return
+        self.data["stage"] = "train"
         if p.epoch_end:
             self.data["epochs_done"].append({"epoch": p.epoch, "loss": _finite(p.loss), "val_loss": _finite(p.val_loss)})
             self.update(epoch=p.epoch, epochs=p.epochs, elapsed_s=round(p.elapsed_s, 1), eta_s=round(p.eta_s, 1))
@@ -54,6 +59,18 @@ class ProgressFile:
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.data))
         os.replace(tmp, self.path)
+
+
+STAGES = {"cache": "running the frozen layers below the prompt once", "teacher": "the teacher reads each example once"}
+
+
+def stage_line(progress: dict[str, Any]) -> str | None:
+    """'the teacher reads each example once 640/6307 · ETA 80s' while training has not reached its first step."""
+    stage = progress.get("stage")
+    if stage not in STAGES:
+        return None
+    return (f"{STAGES[stage]} {progress.get('stage_done', 0)}/{progress.get('stage_total', '?')}"
+            f" · ETA {progress.get('eta_s') or 0:.0f}s")
 
 
 def read_progress(path: Path) -> dict[str, Any]:
