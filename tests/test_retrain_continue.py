@@ -175,6 +175,7 @@ def test_a_job_trains_on_the_continued_prompts_more_data_except_what_a_correctio
     assert done.state == "succeeded", done.error
     recorded = json.loads((Path(done.result["artifact_path"]) / "triage.json").read_text())["training_data"]["more"]
     assert [(m["path"], m["n"]) for m in recorded] == [("more.jsonl", 2)], "the relabeled complaint is left out"
+    assert done.result["more_data"] == {str(more): 2}
     more.write_text(more.read_text() + json.dumps({"input": "changed since", "output": "L3"}) + "\n")
     with Session(engine, expire_on_commit=False) as s:
         assert "more_data" not in jobs.create_job(s, {}, who="boss", active=late).options, "a changed file is not used"

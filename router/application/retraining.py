@@ -24,13 +24,14 @@ from tuning.jobs import store as jobs
 from tuning.jobs.progress import stage_line
 from tuning.jobs.records import LIVE_STATES, TuningJob, TuningJobPublic
 from tuning.jobs.service import start_job
-from tuning.jobs.start_point import active_artifact, describe_start, job_parameters, recorded_more_data
+from tuning.jobs.start_point import (CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, active_artifact, describe_start,
+                                    job_parameters, recorded_more_data)
 
 FOLLOW_POLL_S = 0.5
 MAX_LISTED = jobs.MAX_LIST
 ParameterError = jobs.ParameterError
 METHODS = tuple(LR_RANGES)
-__all__ = ["MAX_LISTED", "METHODS", "LR_RANGES", "ParameterError", "Retraining", "TrainingPreview", "TuningConfig",
+__all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "MAX_LISTED", "METHODS", "LR_RANGES", "ParameterError", "Retraining", "TrainingPreview", "TuningConfig",
            "describe_error", "field_default", "field_range", "format_decision", "loss_terminal", "stage_line"]
 
 

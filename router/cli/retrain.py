@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from router.application.retraining import LR_RANGES, METHODS, stage_line
+from router.application.retraining import CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, LR_RANGES, METHODS, stage_line
 from router.application.retraining import field_default as _default
 from router.cli.common import get_application
 from router.cli.db import db_errors
@@ -35,8 +35,10 @@ def _show_end(job) -> None:
                 validation = []
             click.echo(loss_terminal(result["epoch_losses"], validation), err=True)
         ts = result.get("training_set", {})
+        more = result.get("more_data") or {}
+        extra = f", plus {sum(more.values())} from the continued prompt's more-data files" if more else ""
         click.echo(f"trained on {ts.get('n_train')} examples ({len(ts.get('trained_correction_ids', []))} new "
-                   f"corrections, {ts.get('n_holdout')} held out for evaluation)")
+                   f"corrections, {ts.get('n_holdout')} held out for evaluation){extra}")
         click.echo(format_decision(result.get("gate", {})))
         status = "active" if result.get("promoted") else "candidate"
         click.echo(f"{result.get('version')} registered as {status}: {result.get('artifact_path')}")
@@ -119,9 +121,12 @@ def follow(job_id: int) -> None:
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
 @click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
 @click.option("--batch-size", type=int, default=None, help=f"1-16 (default {_default('batch_size')}).")
-@click.option("--epochs", type=int, default=None, help=f"1-50 (default {_default('epochs')}).")
+@click.option("--epochs", type=int, default=None,
+              help=f"1-50 (default {CONTINUE_EPOCHS} when the job continues the active late prompt, else "
+                   f"{_default('epochs')}).")
 @click.option("--learning-rate", type=float, default=None,
-              help="Per method: " + ", ".join(f"{m} {lo:g}-{hi:g}" for m, (lo, hi) in LR_RANGES.items()) + ".")
+              help="Per method: " + ", ".join(f"{m} {lo:g}-{hi:g}" for m, (lo, hi) in LR_RANGES.items())
+                   + f" (default {CONTINUE_LEARNING_RATE:g} when the job continues the active late prompt).")
 @click.option("--accumulation-steps", type=int, default=None, help=f"1-128 (default {_default('accumulation_steps')}).")
 @click.option("--val-fraction", type=float, default=None, help="Share held out to pick the best epoch (0-0.5).")
 @click.option("--patience", "early_stopping_patience", type=int, default=None, help="Early-stopping patience in epochs.")
@@ -133,8 +138,8 @@ def follow(job_id: int) -> None:
 @click.option("--no-promote", is_flag=True, help="Keep the result a candidate whatever the evaluation gate says.")
 @click.option("--from-scratch", is_flag=True,
               help="Tune afresh from these parameters (LoRA unless --method says otherwise). Without it, when the "
-                   "active version is a late prompt the job continues it: same layer and length, 2 epochs at "
-                   "learning rate 0.02 unless given.")
+                   "active version is a late prompt the job continues it with its recipe: same layer and length, its "
+                   "recorded teacher and more-data files, 2 epochs at learning rate 0.02 unless given.")
 @click.option("-f", "--follow", "follow_it", is_flag=True,
               help="Show progress until the job ends (Ctrl-C stops following, not the job).")
 @click.option("--who", default=None, help="Recorded as who started the job (default: cli:<user>).")

@@ -129,6 +129,7 @@ class _Run:
         return {"version": row.version, "artifact_path": str(final), "promoted": promoted,
                 "auto_promote": job.options.get("auto_promote", True), "corrections_marked": marked,
                 "training_set": assembled.summary(), "gate": decision.to_json(),
+                "more_data": {str(p): len(e) for p, e in more.items()},
                 "epoch_losses": result.epoch_losses, "val_losses": result.val_losses, "best_epoch": result.best_epoch,
                 "train_seconds": round(result.seconds, 1)}
 

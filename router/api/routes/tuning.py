@@ -31,9 +31,10 @@ class TuningJobCreate(_Forbid):
     auto_promote: bool = Field(True, description="Promote the result when the evaluation gate passes.")
     start_from: Literal["active", "scratch"] = Field(
         "active",
-        description="active: when the active version is a late prompt, the job continues it (its prompt layer and "
-                    "length; 2 epochs at learning rate 0.02 unless given); scratch: a fresh tune from the parameters "
-                    "alone (LoRA unless `method` says otherwise).",
+        description="active: when the active version is a late prompt, the job continues it with its recipe (its "
+                    "prompt layer and length, its recorded teacher and more-data files; 2 epochs at learning rate 0.02 "
+                    "unless given); scratch: a fresh tune from the parameters alone (LoRA unless `method` says "
+                    "otherwise).",
     )
 
 
