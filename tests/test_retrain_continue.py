@@ -20,7 +20,7 @@ from router.settings import Settings
 from test_late_prompt import _config, _tune
 from test_retrain_helpers import correct, migrated, write_jsonl
 from tuning.jobs import store as jobs
-from tuning.jobs.start_point import CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, job_parameters
+from tuning.jobs.start_point import CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, job_parameters, lost_recipe
 from tuning.jobs.worker import run_job
 
 
@@ -89,7 +89,7 @@ def test_a_job_continues_the_active_late_prompt_and_registers_a_late_prompt(late
         return sum((other[k].float() - active[k].float()).norm().item() for k in active)
 
     continued, scratch = distance(made), distance(Path(fresh.result["artifact_path"]))
-    assert 0 < continued < scratch / 2, f"the job moved on from the active prompt ({continued} vs {scratch} from scratch)"
+    assert 0 < continued < scratch / 2, f"the job moved on from the active prompt ({continued} vs {scratch} afresh)"
     engine.dispose()
 
 
@@ -104,9 +104,9 @@ def test_api_refuses_another_shape_and_a_job_may_start_from_scratch(late, tiny_s
         r = client.post("/v1/tuning/jobs", json={"parameters": {}, "start_from": "latest"}, headers=boss)
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "start_from"
     with Session(engine, expire_on_commit=False) as s:
-        fresh = jobs.create_job(s, {"method": "prompt", "num_virtual_tokens": 4}, who="boss", active=late,
-                                start_from="scratch")
-        assert fresh.parameters["init_prompt"] is None and fresh.options["start"] == "a fresh prompt tune"
+        fresh = jobs.create_job(s, {}, who="boss", active=late, start_from="scratch")
+        assert fresh.parameters["init_prompt"] is None and fresh.parameters["method"] == "lora"
+        assert fresh.options["start"] == "a fresh lora tune"
     engine.dispose()
 
 
@@ -137,6 +137,8 @@ def test_a_continued_prompt_keeps_its_teacher_and_corrections_are_taught_by_thei
     assert got["teacher"] == str(lora) and got["teacher_weight"] == 0.3 and got["init_prompt"] == str(student)
     shutil.rmtree(lora)
     assert "teacher" not in job_parameters({}, student), "its teacher is gone: the job continues without one"
+    assert lost_recipe(student, job_parameters({}, student), []) == [
+        f"its recorded teacher {lora.name} was not found, so it does not distil"], "and says so"
 
     lora, _ = tune_method(tiny_base, tiny_train_file, tmp_path, "lora")
     examples = load_examples(tiny_train_file)
@@ -158,7 +160,7 @@ def test_a_job_trains_on_the_continued_prompts_more_data_except_what_a_correctio
     from router.dataset import file_sha256
 
     extra = [("The speaker in the ad had a remote, mine came without one.", "Marketing, Planning"),
-             ("My order arrived with the bottle leaking all over the box.", "Packaging"),
+             ("Nobody answered my chat for an hour.", "Service"),
              ("The app froze twice while I was paying for my order.", "Development")]
     more = write_jsonl(tmp_path / "more.jsonl", extra)  # beside the prompt, recorded by its name as outside the project
     meta = json.loads((late / "triage.json").read_text())
@@ -168,17 +170,27 @@ def test_a_job_trains_on_the_continued_prompts_more_data_except_what_a_correctio
                         dev_file=write_jsonl(tmp_path / "dev.jsonl", TINY_TRAIN[:4]))
     engine = migrated(settings)
     with Session(engine, expire_on_commit=False) as s:
-        correct(s, extra[1][0], ["Packaging", "Warehouse"])  # a correction relabels one of them
+        for text, _ in extra[:2]:  # corrections relabel two of them, one trained on and one held out
+            correct(s, text, ["Packaging", "Warehouse"])
+        for text in ("The drawer handle came off on day one.",
+                     "My order arrived with the bottle leaking all over the box.",
+                     "The blender jar cracked in the first week."):
+            correct(s, text, ["Development"])
         job = jobs.create_job(s, {"epochs": 1, "batch_size": 4, "val_fraction": 0.0}, who="boss", active=late)
     assert job.options["more_data"] == [str(more)] and "more-data files" in job.options["start"]
+    assert "missing or changed" not in job.options["start"]
     done = run_job(settings, job.id, base=tiny_base, engine=engine)
     assert done.state == "succeeded", done.error
     recorded = json.loads((Path(done.result["artifact_path"]) / "triage.json").read_text())["training_data"]["more"]
-    assert [(m["path"], m["n"]) for m in recorded] == [("more.jsonl", 2)], "the relabeled complaint is left out"
-    assert done.result["more_data"] == {str(more): 2}
+    held_out = json.loads((Path(done.result["artifact_path"]) / "holdout.jsonl").read_text().splitlines()[0])["input"]
+    assert held_out in (extra[0][0], extra[1][0]), f"one correction of a more-data complaint is held out: {held_out}"
+    assert [(m["path"], m["n"]) for m in recorded] == [("more.jsonl", 1)], "both relabeled complaints are left out"
+    assert done.result["more_data"] == {str(more): 1}
     more.write_text(more.read_text() + json.dumps({"input": "changed since", "output": "L3"}) + "\n")
     with Session(engine, expire_on_commit=False) as s:
-        assert "more_data" not in jobs.create_job(s, {}, who="boss", active=late).options, "a changed file is not used"
+        changed = jobs.create_job(s, {}, who="boss", active=late)
+    assert "more_data" not in changed.options, "a changed file is not used"
+    assert "1 of its 1 more-data files are missing or changed" in changed.options["start"], "and the job says so"
     engine.dispose()
 
 

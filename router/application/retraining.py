@@ -25,7 +25,7 @@ from tuning.jobs.progress import stage_line
 from tuning.jobs.records import LIVE_STATES, TuningJob, TuningJobPublic
 from tuning.jobs.service import start_job
 from tuning.jobs.start_point import (CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, active_artifact, describe_start,
-                                    job_parameters, recorded_more_data)
+                                    job_parameters, lost_recipe, recorded_more_data)
 
 FOLLOW_POLL_S = 0.5
 MAX_LISTED = jobs.MAX_LIST
@@ -84,8 +84,9 @@ class Retraining:
             active = active_artifact(self.settings, s)
         parameters = job_parameters({}, active)
         more = recorded_more_data(active) if parameters.get("init_prompt") else []
+        lost = lost_recipe(active, parameters, more) if parameters.get("init_prompt") else []
         return (TuningConfig(**{k: v for k, v in parameters.items() if k != "init_prompt"}),
-                describe_start(parameters, more))
+                describe_start(parameters, more, lost))
 
     def get(self, job_id: int, *, with_curve: bool = True) -> TuningJobPublic:
         with self._session() as s:

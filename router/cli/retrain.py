@@ -117,7 +117,8 @@ def follow(job_id: int) -> None:
 
 @retrain.command()
 @click.option("--method", type=click.Choice(METHODS), default=None,
-              help=f"Default: the active version's method when it is a late prompt (continued), else {_default('method')}.")
+              help="Default: the active version's method when it is a late prompt (continued), else "
+                   f"{_default('method')}.")
 @click.option("--init", "init", type=click.Choice(["text", "random"]), default=None, help="Initialization (default text).")
 @click.option("--num-virtual-tokens", type=int, default=None, help=f"Length of the soft prompt (1-200, default {_default('num_virtual_tokens')}).")
 @click.option("--batch-size", type=int, default=None, help=f"1-16 (default {_default('batch_size')}).")

@@ -18,7 +18,7 @@ from textual.worker import get_current_worker
 from router.application import TuningJobPublic
 from router.application.retraining import stage_line
 from tui.widgets.loss_plot import LossPlot
-from tui.widgets.tuning_form import TuningForm
+from tui.widgets.tuning_form import TuningForm, form_fields
 
 METRICS = (("exact_set_accuracy", "exact"), ("micro_f1", "micro F1"), ("macro_f1", "macro F1"))
 
@@ -70,7 +70,8 @@ class RetrainPane(Horizontal):
                 yield Button("Stop", id="retrain-stop", variant="error", compact=True, disabled=True)
         with Vertical(id="retrain-live"):
             yield ProgressBar(total=1, id="retrain-progress", show_eta=False)
-            yield Label(f"Ctrl+S: start a retrain ({start})" if start else "Ctrl+S: start a retrain", id="retrain-status")
+            hint = f"Ctrl+S: start a retrain ({start})" if start else "Ctrl+S: start a retrain"
+            yield Label(hint, id="retrain-status")
             yield LossPlot(id="loss-plot")
             yield DataTable(id="retrain-eval", cursor_type="none", zebra_stripes=True)
 
@@ -101,7 +102,8 @@ class RetrainPane(Horizontal):
         self.query_one("#retrain-eval", DataTable).clear(columns=True)
         self.query_one("#retrain-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#retrain-status", Label).update("Starting the job…")
-        self.follow_job(config.model_dump(mode="json"))
+        shown = set(form_fields())  # the form's own fields only: the rest (teacher weight, ...) stay the job's
+        self.follow_job({k: v for k, v in config.model_dump(mode="json").items() if k in shown})
 
     @on(Button.Pressed, "#retrain-stop")
     def action_stop(self) -> None:

@@ -2,8 +2,8 @@
 
 A retrain adds the supervisors' corrections to what the served model already knows. When the active version
 is a late prompt tuned without retrieved context, the job starts from its keys/values (`init_prompt`), at its
-prompt layer and length, and by default runs CONTINUE_EPOCHS epochs at CONTINUE_LEARNING_RATE (the step that
-made the shipped prompt r5m from r5), distilling from the teacher the continued prompt was tuned with when its
+prompt layer and length, and by default runs CONTINUE_EPOCHS epochs at CONTINUE_LEARNING_RATE (the learning rate
+of the continuations that made r5 and r5m), distilling from the teacher the continued prompt was tuned with when its
 triage.json names one that is still there (the corrections themselves are taught by their labels alone: the
 teacher never saw them), and training on its recorded more-data files too (`recorded_more_data`; an example there
 that a correction contradicts is left out). Measured as `triage tune` runs from r5m on 1221 held-out complaints:
@@ -55,19 +55,24 @@ def continuable(active: Path) -> dict[str, Any] | None:
     return parameters
 
 
+def recorded_path(value: str, active: Path) -> list[Path]:
+    """Where a path recorded in a triage.json may be: relative to the project's checkout, or (recorded by name alone
+    when it lay outside) beside the artifact that records it."""
+    from router.settings import project_root
+
+    return [project_root() / value, Path(active).parent / value] if value else []
+
+
 def recorded_teachers(recorded: dict[str, Any], active: Path) -> dict[str, Any]:
     """The continued prompt's distillation teacher(s) and weight as its triage.json names them, when they are still
     there: relative to the project's checkout, or (recorded by name when it lay outside) beside the continued prompt;
     {} when it had none or one is gone."""
-    from router.settings import project_root
-
     out: dict[str, Any] = {}
     for name in ("teacher", "cross_teacher"):
         value = recorded.get(name)
         if not value:
             continue
-        places = (project_root() / value, Path(active).parent / value)
-        found = next((p for p in places if (p / "adapter_config.json").is_file()), None)
+        found = next((p for p in recorded_path(value, active) if (p / "adapter_config.json").is_file()), None)
         if found is None:
             return {}
         out[name] = str(found)
@@ -82,7 +87,6 @@ def recorded_more_data(active: Path) -> list[str]:
     changed is left out."""
     from router.artifact import ArtifactError, read_metadata
     from router.dataset import file_sha256
-    from router.settings import project_root
 
     try:
         entries = (read_metadata(active).get("training_data") or {}).get("more") or []
@@ -90,8 +94,7 @@ def recorded_more_data(active: Path) -> list[str]:
         return []
     found = []
     for entry in entries:
-        places = (project_root() / entry.get("path", ""), Path(active).parent / entry.get("path", ""))
-        path = next((p for p in places if entry.get("path") and p.is_file()), None)
+        path = next((p for p in recorded_path(entry.get("path", ""), active) if p.is_file()), None)
         if path is not None and file_sha256(path) == entry.get("sha256"):
             found.append(str(path))
     return found
@@ -121,14 +124,30 @@ def job_parameters(given: dict[str, Any], active: Path, start_from: StartFrom = 
     return {**defaults, **given, "init_prompt": str(active)}
 
 
-def describe_start(parameters: dict[str, Any], more_data: list[str] | None = None) -> str:
-    """One line for the job's record: where its training started."""
+def lost_recipe(active: Path, parameters: dict[str, Any], more_data: list[str]) -> list[str]:
+    """What the continued prompt's triage.json records that the job could not find (it goes on without it)."""
+    from router.artifact import read_metadata
+
+    metadata = read_metadata(active)
+    recorded = metadata.get("parameters") or {}
+    lost = [f"its recorded {name} {recorded[name]} was not found, so it does not distil"
+            for name in ("teacher", "cross_teacher") if recorded.get(name) and not parameters.get(name)]
+    entries = (metadata.get("training_data") or {}).get("more") or []
+    if len(more_data) < len(entries):
+        lost.append(f"{len(entries) - len(more_data)} of its {len(entries)} more-data files are missing or changed")
+    return lost
+
+
+def describe_start(parameters: dict[str, Any], more_data: list[str] | None = None, lost: list[str] = ()) -> str:
+    """One line for the job's record: where its training started (and what of its recipe it could not find)."""
     if parameters.get("init_prompt"):
         teacher = f", distilling from its teacher {parameters['teacher']}" if parameters.get("teacher") else ""
         more = f", with its more-data files {', '.join(more_data)}" if more_data else ""
-        return f"continues the active late prompt {parameters['init_prompt']}{teacher}{more}"
+        missing = f" ({'; '.join(lost)})" if lost else ""
+        return f"continues the active late prompt {parameters['init_prompt']}{teacher}{more}{missing}"
     return f"a fresh {parameters.get('method') or 'lora'} tune"
 
 
 __all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "StartFrom", "active_artifact", "continuable",
-           "describe_start", "job_parameters", "recorded_more_data", "recorded_teachers"]
+           "describe_start", "job_parameters", "lost_recipe", "recorded_more_data", "recorded_path",
+           "recorded_teachers"]

@@ -33,12 +33,12 @@ class JobError(RuntimeError):
     """A job that cannot go on (no training data, a version name already taken, ...)."""
 
 
-def more_data(paths: list[str], corrected: set[str], max_chars: int) -> dict[Path, list[Example]]:
-    """The continued prompt's more-data files (training split only), less any complaint a correction relabels:
-    the correction wins, as it does over the base file."""
+def more_data(paths: list[str], relabeled: set[str], max_chars: int) -> dict[Path, list[Example]]:
+    """The continued prompt's more-data files (training split only), less any complaint a correction relabels
+    (trained on or held out): the correction wins, as it does over the base file."""
     from router.dataset import normalize
 
-    relabeled = {normalize(text) for text in corrected}
+    relabeled = {normalize(text) for text in relabeled}
     return {Path(p): [ex for ex in load_examples(p, max_chars) if normalize(ex.input) not in relabeled] for p in paths}
 
 
@@ -87,7 +87,8 @@ class _Run:
         self.phase("training")
         corrected = {ex.input for ex, origin in zip(assembled.examples, assembled.provenance)
                      if origin.get("source") == "correction"}
-        more = more_data(job.options.get("more_data", []), corrected, settings.max_input_chars)
+        relabeled = corrected | {ex.input for ex in assembled.holdout}  # held-out corrections relabel too
+        more = more_data(job.options.get("more_data", []), relabeled, settings.max_input_chars)
         result = train(base, assembled.examples, config, on_progress=self.progress.on_train,
                        should_stop=self.stop_requested, label_only=corrected,  # a teacher never saw the corrections
                        more=[ex for examples in more.values() for ex in examples])
