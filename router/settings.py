@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     dev_file: Path | None = Field(
         None, description="Held-out labeled file a retrained candidate is evaluated on (default: data/dev.jsonl)."
     )
+    gate_files: str = Field(
+        "", description="Comma-separated labeled files a retrained candidate is also evaluated on beside the dev file, "
+                        "each gated like it (e.g. complaints by other writers than the training file's; "
+                        "`python scripts/more2_halves.py --out DIR` writes one). Empty: none.",
+    )
     promote_margin: float = Field(
         0.0, ge=-0.2, le=0.2,
         description="A retrained candidate is promoted automatically only when its exact-set accuracy and macro F1 "
@@ -178,6 +183,11 @@ class Settings(BaseSettings):
     def resolved_dev_file(self) -> Path:
         """The development set the retraining gate and `triage rag eval` score on."""
         return Path(self.dev_file or project_root() / "data" / "dev.jsonl")
+
+    @property
+    def resolved_gate_files(self) -> list[Path]:
+        """The retraining gate's extra evaluation files (TRIAGE_GATE_FILES), in the order given."""
+        return [Path(part.strip()) for part in self.gate_files.split(",") if part.strip()]
 
     @property
     def resolved_policies_dir(self) -> Path:

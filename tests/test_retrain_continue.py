@@ -207,3 +207,24 @@ def test_the_passes_before_the_first_step_show_as_such_and_stay_out_of_the_loss_
     progress.on_train(Progress(1, 2, 1, 262, 0.25, 0.01, 20.0, 300.0))
     shown = read_progress(tmp_path / "progress.json")
     assert stage_line(shown) is None and shown["loss_curve"] == [[1, 0.25]]
+
+
+def test_gate_files_are_evaluated_and_gated_and_a_missing_one_fails_the_job(late, tiny_base, tiny_train_file,
+                                                                            tmp_path):
+    other = write_jsonl(tmp_path / "other_writers.jsonl", TINY_TRAIN[4:8])
+    settings = Settings(data_dir=tmp_path / "d", shots_file=tiny_train_file, tuned_model=late,
+                        dev_file=write_jsonl(tmp_path / "dev.jsonl", TINY_TRAIN[:4]),
+                        gate_files=f"{other}, {tmp_path / 'gone.jsonl'}")
+    engine = migrated(settings)
+    with Session(engine, expire_on_commit=False) as s:
+        job = jobs.create_job(s, {"epochs": 1, "batch_size": 4, "val_fraction": 0.0}, who="boss", active=late)
+    failed = run_job(settings, job.id, base=tiny_base, engine=engine)
+    assert failed.state == "failed" and f"TRIAGE_GATE_FILES: {tmp_path / 'gone.jsonl'} does not exist" in failed.error
+    settings = settings.model_copy(update={"gate_files": str(other)})
+    with Session(engine, expire_on_commit=False) as s:
+        job = jobs.create_job(s, {"epochs": 1, "batch_size": 4, "val_fraction": 0.0}, who="boss", active=late)
+    done = run_job(settings, job.id, base=tiny_base, engine=engine)
+    assert done.state == "succeeded", done.error
+    judged = done.result["gate"]["sets"]["gate:other_writers"]
+    assert judged["n"] == 4 and judged["gated"] is True and judged["active"] is not None
+    engine.dispose()

@@ -33,6 +33,16 @@ class JobError(RuntimeError):
     """A job that cannot go on (no training data, a version name already taken, ...)."""
 
 
+def gate_files(settings: Settings) -> dict[str, list[Example]]:
+    """TRIAGE_GATE_FILES as evaluation sets named by file ("gate:<name>"), or JobError naming a missing file."""
+    sets = {}
+    for path in settings.resolved_gate_files:
+        if not path.is_file():
+            raise JobError(f"TRIAGE_GATE_FILES: {path} does not exist")
+        sets[f"gate:{path.stem}"] = load_examples(path, settings.max_input_chars)
+    return sets
+
+
 def more_data(paths: list[str], relabeled: set[str], max_chars: int) -> dict[Path, list[Example]]:
     """The continued prompt's more-data files (training split only), less any complaint a correction relabels
     (trained on or held out): the correction wins, as it does over the base file."""
@@ -67,7 +77,7 @@ class _Run:
     def run(self) -> dict:
         from router.modelio import load_base_model
         from tuning.artifacts import build_metadata, save_artifact, update_metadata
-        from tuning.gate import run_gate
+        from tuning.gate import GATED_SETS, run_gate
         from tuning.train import train
 
         settings, job = self.settings, self.job
@@ -77,6 +87,7 @@ class _Run:
             compare_with = active_artifact(settings, s)
         if not assembled.examples:
             raise JobError("no training examples: the training file and the corrections are empty")
+        gate_sets = gate_files(settings)  # read before training: a bad file fails the job at once
         training_meta = write_training_files(assembled, self.paths.data)
         self.check_stop()
         self.phase("loading", n_train=len(assembled.examples), n_holdout=len(assembled.holdout),
@@ -106,9 +117,10 @@ class _Run:
         self.phase("evaluating", eta_s=None)
         dev_path = settings.resolved_dev_file
         eval_sets = {"dev": load_examples(dev_path, settings.max_input_chars) if dev_path.is_file() else [],
-                     "holdout": assembled.holdout, "corrections": assembled.new_examples}
+                     "holdout": assembled.holdout, "corrections": assembled.new_examples, **gate_sets}
         decision = run_gate(base, staging, compare_with, eval_sets, margin=settings.promote_margin,
-                            threshold=settings.confidence_threshold, batch_size=settings.batch_size)
+                            threshold=settings.confidence_threshold, batch_size=settings.batch_size,
+                            gated=(*GATED_SETS, *gate_sets))
         metrics = decision.version_metrics()
         update_metadata(staging, metrics=metrics, gate=decision.to_json(), dev_file=str(dev_path))
         self.check_stop()  # the last point a cancel is honoured: from here on the version is registered
