@@ -24,8 +24,7 @@ from tuning.jobs import store as jobs
 from tuning.jobs.progress import stage_line
 from tuning.jobs.records import LIVE_STATES, TuningJob, TuningJobPublic
 from tuning.jobs.service import start_job
-from tuning.jobs.start_point import (CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, active_artifact, describe_start,
-                                    job_parameters, lost_recipe, recorded_more_data)
+from tuning.jobs.start_point import CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, active_artifact, plan_start
 
 FOLLOW_POLL_S = 0.5
 MAX_LISTED = jobs.MAX_LIST
@@ -82,11 +81,9 @@ class Retraining:
         would start (`describe_start`)."""
         with self._session() as s:
             active = active_artifact(self.settings, s)
-        parameters = job_parameters({}, active)
-        more = recorded_more_data(active) if parameters.get("init_prompt") else []
-        lost = lost_recipe(active, parameters, more) if parameters.get("init_prompt") else []
-        return (TuningConfig(**{k: v for k, v in parameters.items() if k != "init_prompt"}),
-                describe_start(parameters, more, lost))
+        start = plan_start({}, active)
+        config = TuningConfig(**{k: v for k, v in start.parameters.items() if k != "init_prompt"})
+        return config, start.description
 
     def get(self, job_id: int, *, with_curve: bool = True) -> TuningJobPublic:
         with self._session() as s:

@@ -16,6 +16,7 @@ a job that names another method, or start_from="scratch": the job tunes from its
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,6 +149,24 @@ def describe_start(parameters: dict[str, Any], more_data: list[str] | None = Non
     return f"a fresh {parameters.get('method') or 'lora'} tune"
 
 
-__all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "StartFrom", "active_artifact", "continuable",
-           "describe_start", "job_parameters", "lost_recipe", "recorded_more_data", "recorded_path",
+@dataclass
+class JobStart:
+    """What a job runs with: its parameters, the continued prompt's more-data files, and one line saying so."""
+
+    parameters: dict[str, Any]
+    more_data: list[str]
+    description: str
+
+
+def plan_start(given: dict[str, Any], active: Path, start_from: StartFrom = "active") -> JobStart:
+    """`job_parameters`, plus the more-data files of the prompt it continues and what of its recipe is lost."""
+    parameters = job_parameters(given, active, start_from)
+    if not parameters.get("init_prompt"):
+        return JobStart(parameters, [], describe_start(parameters))
+    more = recorded_more_data(active)
+    return JobStart(parameters, more, describe_start(parameters, more, lost_recipe(active, parameters, more)))
+
+
+__all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "JobStart", "StartFrom", "active_artifact",
+           "continuable", "describe_start", "job_parameters", "plan_start", "lost_recipe", "recorded_more_data", "recorded_path",
            "recorded_teachers"]

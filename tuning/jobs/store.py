@@ -131,16 +131,16 @@ def create_job(session: Session, parameters: dict[str, Any], *, who: str, option
 
     `active`: the version the job would continue (tuning.jobs.start_point); the job row records the parameters
     it runs with, the continued prompt's path among them."""
-    from tuning.jobs.start_point import describe_start, job_parameters, lost_recipe, recorded_more_data
+    from tuning.jobs.start_point import describe_start, plan_start
 
     refuse_server_paths(parameters)  # the caller's own, before the continued prompt's path is added
     if active is not None:
-        parameters = job_parameters(parameters, active, start_from)  # type: ignore[arg-type]
+        start = plan_start(parameters, active, start_from)  # type: ignore[arg-type]
+        parameters, more, description = start.parameters, start.more_data, start.description
+    else:
+        more, description = [], describe_start(parameters)
     config = parameters_config(parameters)
-    more = recorded_more_data(Path(config.init_prompt)) if config.init_prompt else []
-    lost = lost_recipe(Path(config.init_prompt), parameters, more) if config.init_prompt else []
-    options = {**(options or {}), **({"more_data": more} if more else {}),
-               "start": describe_start(config.model_dump(), more, lost)}
+    options = {**(options or {}), **({"more_data": more} if more else {}), "start": description}
     running = live_job(session)
     if running is not None:
         raise Conflict(_busy(running), "job")
