@@ -13,8 +13,8 @@ from router.application.retraining import TuningConfig, describe_error, field_ra
 
 # init_text: free text, the business instruction is the sensible default; context, simulated_corrections,
 # init_adapter, init_prompt, train_examples, teacher, cross_teacher, teacher_weight, split_seed: `triage tune` options (a console retrain has no
-# retrieval to build a context from, so no precedents to simulate corrections in, starts fresh on all data, distils
-# from no teacher, and keeps the seed's own validation split)
+# retrieval to build a context from, so no precedents to simulate corrections in; trains on all data; starts from and
+# distils as the active late prompt's record says, never from paths typed here; keeps the seed's own validation split)
 SKIPPED = {"init_text", "context", "simulated_corrections", "init_adapter", "init_prompt", "train_examples", "teacher",
            "cross_teacher", "teacher_weight", "split_seed"}
 
