@@ -74,6 +74,18 @@ def read_metadata(path: str | Path) -> dict:
         raise ArtifactError(f"{meta_file}: not valid JSON ({exc})") from exc
 
 
+def recorded_file_places(value: str, artifact: str | Path) -> list[Path]:
+    """Where a file an artifact's triage.json records may be: relative to the project's checkout (how a file inside
+    it is recorded), beside the artifact (a file that lay outside is recorded by name alone, and is kept there), or
+    as written (absolute, or relative to the working directory)."""
+    from router.settings import project_root
+
+    if not value:
+        return []
+    places = [project_root() / value, Path(artifact).parent / value, Path(value)]
+    return list(dict.fromkeys(places))
+
+
 def check_base(metadata: dict, base, path: Path) -> None:
     want, have = metadata.get("base_model_sha256"), base.fingerprint
     if want != have:

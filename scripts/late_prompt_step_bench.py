@@ -1,12 +1,14 @@
-"""Time a late prompt's training step with each attention implementation, alternating, in one process.
+"""Time a late prompt's training step with each implementation of its layers, alternating, in one process.
 
     .venv/bin/python scripts/late_prompt_step_bench.py [--rounds 5] [--batch 16] [--tokens 42] [--layer 8]
 
 One step = forward through layers K..L-1 of the embedded model (learned keys/values of 20 positions in front, bf16
 autocast) and backward to the prompt, the batch split into one shard per torch thread as `triage tune` splits it
-(`tuning.shards`), and once more as one shard at one thread. Random hidden states stand in for the cached ones: the
-cost depends on shapes only. Prints seconds per step for each round and the median ratio sdpa / eager; the host's
-speed drifts, so only the ratio within a run means much.
+(`tuning.shards`), and once more as one shard at one thread. The implementations: transformers' layers with the
+fused attention kernel (sdpa) and with plain attention (eager), and `tuning.fast_layers` compiled (fast; what
+`triage tune` runs on a Llama model since 2026-12-05). Random hidden states stand in for the cached ones: the cost
+depends on shapes only. Prints seconds per step for each round and the median ratios; the host's speed drifts, so
+only the ratios within a run mean much.
 """
 import argparse
 import statistics
@@ -16,7 +18,8 @@ from contextlib import nullcontext
 import torch
 
 from router.settings import Settings
-from tuning.late_prompt import DecoderParts, eager_attention, run_layers
+from tuning.fast_layers import UpperLayers
+from tuning.late_prompt import DecoderParts, eager_attention, layer_inputs, prefix_mask, run_layers
 from tuning.shards import ShardedBackward
 from tuning.tune_run import training_service
 
@@ -39,11 +42,30 @@ prefix = {i: (torch.randn(shape, generator=generator).requires_grad_(), torch.ra
               .requires_grad_()) for i in layers}
 
 
+upper = UpperLayers(model, parts.layers, a.layer, len(parts.layers), torch.bfloat16)
+use_fast = [False]
+
+
 def loss(rows):
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = parts.norm(run_layers(parts, hidden[rows[0]: rows[-1] + 1], a.layer, len(parts.layers), prefix,
-                                    a.positions))
+        batch = hidden[rows[0]: rows[-1] + 1]
+        if use_fast[0]:
+            _, (cos, sin), mask = layer_inputs(parts, batch, a.positions)
+            with torch.autocast("cpu", enabled=False):
+                out = upper.run(batch, prefix, a.positions, cos, sin, mask)
+        else:
+            out = run_layers(parts, batch, a.layer, len(parts.layers), prefix, a.positions)
+        out = parts.norm(out)
         return out[:, -5:].float().pow(2).mean()  # read at the last positions, as the decisions are
+
+
+def rotary(h):
+    return parts.rotary(h, (a.positions + torch.arange(h.shape[1]))[None].expand(h.shape[0], -1))
+
+
+started = time.perf_counter()
+upper.prepare(prefix, a.positions, rotary, lambda b, t: prefix_mask(a.positions, t, torch.bfloat16))
+print(f"compiled: {upper.compiled} ({time.perf_counter() - started:.1f} s)")
 
 
 sharded = ShardedBackward(loss, lambda row: 1, torch.get_num_threads())
@@ -65,7 +87,8 @@ times: dict[tuple[str, str], list[float]] = {}
 print(f"layers {a.layer}-{len(parts.layers) - 1}, {a.positions} prompt positions, {a.tokens} tokens per row")
 for rnd in range(a.rounds):
     for form, run in forms.items():
-        for impl in ("sdpa", "eager"):
+        for impl in ("sdpa", "eager", "fast"):
+            use_fast[0] = impl == "fast"
             context = eager_attention(model) if impl == "eager" else nullcontext()
             with context:
                 run()  # warm
@@ -76,5 +99,6 @@ for rnd in range(a.rounds):
             times.setdefault((form, impl), []).append(seconds)
             print(f"round {rnd + 1}  {form:<28} {impl:<6} {seconds:.3f} s/step", flush=True)
 for form in forms:
-    sdpa, eager = (statistics.median(times[(form, impl)]) for impl in ("sdpa", "eager"))
-    print(f"{form}: median sdpa {sdpa:.3f} s, eager {eager:.3f} s, sdpa/eager {sdpa / eager:.2f}x")
+    sdpa, eager, fast = (statistics.median(times[(form, impl)]) for impl in ("sdpa", "eager", "fast"))
+    print(f"{form}: median sdpa {sdpa:.3f} s, eager {eager:.3f} s, fast {fast:.3f} s; sdpa/eager {sdpa / eager:.2f}x, "
+          f"eager/fast {eager / fast:.2f}x")

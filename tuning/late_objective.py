@@ -8,7 +8,8 @@ import torch
 
 from tuning.batches import IGNORE
 from tuning.decisions import decision_loss
-from tuning.late_prompt import DecoderParts, LatePrompt, run_layers
+from tuning.fast_layers import UpperLayers
+from tuning.late_prompt import DecoderParts, LatePrompt, layer_inputs, run_layers
 from tuning.layer_cache import CachedExample, decision_reads
 
 
@@ -22,21 +23,28 @@ def _stack_states(items: Sequence[CachedExample]) -> torch.Tensor:
 
 
 def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], autocast,
-                 dropout: float = 0.0) -> torch.Tensor:
-    """Final-norm hidden states [b, t, d] of a batch, from its cached layer-K states through the learned prompt."""
+                 dropout: float = 0.0, upper: UpperLayers | None = None) -> torch.Tensor:
+    """Final-norm hidden states [b, t, d] of a batch, from its cached layer-K states through the learned prompt.
+    `upper`: the same layers as plain compiled arithmetic (`tuning.fast_layers`); None: transformers' own layers."""
     with autocast:
         hidden = _stack_states(items)
         compute = torch.bfloat16 if hidden.dtype == torch.bfloat16 else torch.float32
-        hidden = run_layers(parts, hidden.to(compute), prompt.first_layer, len(parts.layers), prompt.learned(),
-                            prompt.length, dropout)
+        hidden = hidden.to(compute)
+        if upper is None:
+            hidden = run_layers(parts, hidden, prompt.first_layer, len(parts.layers), prompt.learned(), prompt.length,
+                                dropout)
+        else:
+            _, (cos, sin), mask = layer_inputs(parts, hidden, prompt.length, dropout)
+            with torch.autocast(hidden.device.type, enabled=False):  # its weights are already in the compute dtype
+                hidden = upper.run(hidden, prompt.learned(), prompt.length, cos, sin, mask)
         return parts.norm(hidden)
 
 
 def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], loss: str,
-                     autocast, dropout: float = 0.0) -> torch.Tensor:
+                     autocast, dropout: float = 0.0, upper: UpperLayers | None = None) -> torch.Tensor:
     """`decisions`: cross-entropy of each choice the constrained decoder makes (restricted softmax);
     `lm`: the causal LM loss on every answer token (full vocabulary)."""
-    hidden = upper_hidden(parts, prompt, items, autocast, dropout)
+    hidden = upper_hidden(parts, prompt, items, autocast, dropout, upper)
     weight = parts.head.weight
     bias = getattr(parts.head, "bias", None)
     if loss == "decisions":

@@ -69,14 +69,13 @@ def prefix_mask(prefix: int, width: int, dtype: torch.dtype, device: torch.devic
     return mask[None, None].to(device)
 
 
-def run_layers(parts: DecoderParts, hidden: torch.Tensor, first: int, last: int,
-               prefix: dict[int, tuple[torch.Tensor, torch.Tensor]], prefix_length: int,
-               dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Hidden states [b, t, d] entering layer `first`, through layers first..last-1 after the prefix.
+def layer_inputs(parts: DecoderParts, hidden: torch.Tensor, prefix_length: int, dropout: float = 0.0,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor],
+                                                                    torch.Tensor]:
+    """Positions, rotary (cos, sin) and additive mask of hidden states [b, t, d] after a prefix of `prefix_length`.
 
     `dropout`: the share of prompt positions hidden from each sequence (the same ones at every layer), a
-    regularizer for training only.
-    """
+    regularizer for training only."""
     batch, width = hidden.shape[:2]
     positions = (prefix_length + torch.arange(width, device=hidden.device))[None].expand(batch, -1)
     position_embeddings = parts.rotary(hidden, positions)
@@ -86,6 +85,19 @@ def run_layers(parts: DecoderParts, hidden: torch.Tensor, first: int, last: int,
         hidden_columns = (torch.rand(batch, prefix_length, generator=generator) < dropout).to(hidden.device)
         mask = mask.expand(batch, -1, -1, -1).clone()
         mask[:, 0, :, :prefix_length].masked_fill_(hidden_columns[:, None, :], torch.finfo(mask.dtype).min)
+    return positions, position_embeddings, mask
+
+
+def run_layers(parts: DecoderParts, hidden: torch.Tensor, first: int, last: int,
+               prefix: dict[int, tuple[torch.Tensor, torch.Tensor]], prefix_length: int,
+               dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hidden states [b, t, d] entering layer `first`, through layers first..last-1 after the prefix.
+
+    `dropout`: the share of prompt positions hidden from each sequence (the same ones at every layer), a
+    regularizer for training only.
+    """
+    batch = hidden.shape[0]
+    positions, position_embeddings, mask = layer_inputs(parts, hidden, prefix_length, dropout, generator)
     cache = _PrefixOnly(prefix, batch)
     for layer in parts.layers[first:last]:
         hidden = layer(hidden, attention_mask=mask.to(hidden.dtype), position_ids=positions,

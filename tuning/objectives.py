@@ -131,6 +131,7 @@ class LatePromptObjective:
                                                  autocast, report)
             taught = [ex.input not in label_only for ex in train_set]  # e.g. supervisors' corrections: label alone
             self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight, taught)
+        self.upper = upper_layers(base.model, self.parts, config.prompt_layer, dtype)
         self.val_set = list(val_set)
         self.val_contexts = list(val_contexts) if val_contexts else None  # routed with them, as serving will
         # a step's batch split across the CPU's cores (tuning.shards); one shard on a GPU
@@ -145,14 +146,25 @@ class LatePromptObjective:
 
         dropout = self.config.prompt_dropout if self.prompt.training else 0.0
         return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss,
-                                autocast_for(self.config, self.device), dropout)
+                                autocast_for(self.config, self.device), dropout, self.upper)
 
     def backward(self, items, scale: float = 1.0) -> float:
         """Add scale x the batch's gradients to `.grad` (one shard per core); the batch's loss."""
         from tuning.late_prompt import eager_attention
 
+        if self.upper is not None and not self.upper.compiled:  # compiled here, once, not in each shard's thread
+            self.upper.prepare(self.prompt.learned(), self.prompt.length, self._rotary, self._mask)
         with eager_attention(self.base.model):  # set here, in the loop's thread, not in each shard's
             return self.sharded.run(items, scale)
+
+    def _rotary(self, hidden: torch.Tensor):
+        positions = (self.prompt.length + torch.arange(hidden.shape[1]))[None].expand(hidden.shape[0], -1)
+        return self.parts.rotary(hidden, positions.to(hidden.device))
+
+    def _mask(self, batch: int, width: int) -> torch.Tensor:
+        from tuning.late_prompt import prefix_mask
+
+        return prefix_mask(self.prompt.length, width, self.upper.dtype, self.device)
 
     def train(self, mode: bool = True) -> None:
         self.prompt.train(mode)
@@ -191,6 +203,21 @@ class LatePromptObjective:
                 p.copy_(p.to(STORED_DTYPE).to(p.dtype))
         save_late_prompt(directory, self.prompt.keys.detach(), self.prompt.values.detach(), self.config.prompt_layer,
                          self.init_ids, self.init_text)
+
+
+def upper_layers(model, parts, first: int, dtype: torch.dtype):
+    """A late prompt's training layers as compiled plain arithmetic (`tuning.fast_layers`) where the model is a
+    Llama and runs on the CPU, else None (transformers' own layers). Compiled for models with a hidden size of 256 or
+    more, where it pays for its ~30 s of compiling (tiny test models run it uncompiled)."""
+    from tuning.fast_layers import UpperLayers, unsupported
+
+    if unsupported(model) is not None or device_of(model).type != "cpu":
+        return None
+    return UpperLayers(model, parts.layers, first, len(parts.layers), dtype,
+                       compile=model.config.hidden_size >= COMPILE_FROM_HIDDEN)
+
+
+COMPILE_FROM_HIDDEN = 256
 
 
 def build_objective(base: BaseModel, config: TuningConfig, train_set, train_items, val_set, val_items, on_cache=None,

@@ -122,7 +122,7 @@ def trained_inputs(path: str | Path) -> set[str]:
     when a recorded file is gone or has changed, since then nobody can say which complaints it saw."""
     from router.artifact import ArtifactError, read_metadata
     from router.dataset import file_sha256, load_examples, normalize
-    from router.settings import project_root
+    from router.artifact import recorded_file_places
     from tuning.train import split_validation, trained_sample
 
     metadata = read_metadata(path)
@@ -132,8 +132,7 @@ def trained_inputs(path: str | Path) -> set[str]:
                             "trained on is unknown")
 
     def recorded(entry: dict) -> list[Example]:
-        # recorded relative to the project's checkout, or by name alone when it lay outside: then the working directory
-        file = next((f for f in (project_root() / entry["path"], Path(entry["path"])) if f.is_file()), None)
+        file = next((f for f in recorded_file_places(entry["path"], path) if f.is_file()), None)
         if file is None or file_sha256(file) != entry.get("sha256"):
             raise ArtifactError(f"{path}: its training file {entry['path']} is missing or has changed since it was "
                                 "tuned, so which complaints it trained on is unknown")

@@ -40,14 +40,20 @@ def active_artifact(settings, session: Session) -> Path:
     return Path(settings.tuned_model or DEFAULT_TUNED)
 
 
-def continuable(active: Path) -> dict[str, Any] | None:
-    """The active artifact's recorded parameters if a job can continue it (a late prompt without context)."""
+def read_recipe(active: Path) -> dict[str, Any] | None:
+    """The active artifact's triage.json, or None when it has none that can be read (then nothing is continued)."""
     from router.artifact import ArtifactError, read_metadata
 
     try:
-        metadata = read_metadata(active)
+        return read_metadata(active)
     except (ArtifactError, OSError):
         return None
+
+
+def continuable(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The recorded parameters of the artifact whose triage.json is `metadata`, if a job can continue it (a late
+    prompt without context)."""
+    metadata = metadata or {}
     parameters = metadata.get("parameters") or {}
     if metadata.get("method") != "late-prompt" or parameters.get("context", "none") != "none":
         return None
@@ -57,11 +63,10 @@ def continuable(active: Path) -> dict[str, Any] | None:
 
 
 def recorded_path(value: str, active: Path) -> list[Path]:
-    """Where a path recorded in a triage.json may be: relative to the project's checkout, or (recorded by name alone
-    when it lay outside) beside the artifact that records it."""
-    from router.settings import project_root
+    """Where a path recorded in the continued prompt's triage.json may be (`router.artifact.recorded_file_places`)."""
+    from router.artifact import recorded_file_places
 
-    return [project_root() / value, Path(active).parent / value] if value else []
+    return recorded_file_places(value, active)
 
 
 def recorded_teachers(recorded: dict[str, Any], active: Path) -> dict[str, Any]:
@@ -82,27 +87,24 @@ def recorded_teachers(recorded: dict[str, Any], active: Path) -> dict[str, Any]:
     return out
 
 
-def recorded_more_data(active: Path) -> list[str]:
-    """The more-data files (training split only) the continued late prompt's triage.json records, where each is still
-    there unchanged (same sha256; relative to the project's checkout, or beside the prompt); a file that is gone or
-    changed is left out."""
-    from router.artifact import ArtifactError, read_metadata
+def recorded_more_data(metadata: dict[str, Any] | None, active: Path) -> list[str]:
+    """The more-data files (training split only) that the continued late prompt's triage.json (`metadata`) records,
+    where each is still there unchanged (same sha256; relative to the project's checkout, or beside the prompt); a
+    file that is gone or changed is left out."""
     from router.dataset import file_sha256
 
-    try:
-        entries = (read_metadata(active).get("training_data") or {}).get("more") or []
-    except (ArtifactError, OSError):
-        return []
     found = []
-    for entry in entries:
+    for entry in ((metadata or {}).get("training_data") or {}).get("more") or []:
         path = next((p for p in recorded_path(entry.get("path", ""), active) if p.is_file()), None)
         if path is not None and file_sha256(path) == entry.get("sha256"):
             found.append(str(path))
     return found
 
 
-def job_parameters(given: dict[str, Any], active: Path, start_from: StartFrom = "active") -> dict[str, Any]:
-    """The parameters a job runs with: `given` (already validated), continuing `active` when it can.
+def job_parameters(given: dict[str, Any], active: Path, start_from: StartFrom = "active",
+                   metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters a job runs with: `given` (already validated), continuing `active` when it can (`metadata`: its
+    triage.json when the caller has read it).
 
     ParameterError when `given` asks for a late prompt of another shape than the one it would continue."""
     from tuning.jobs.store import ParameterError
@@ -111,7 +113,7 @@ def job_parameters(given: dict[str, Any], active: Path, start_from: StartFrom = 
         raise ParameterError([("start_from", f"must be one of {', '.join(START_FROM)} (got {start_from!r})")])
     if start_from == "scratch" or given.get("method") not in (None, "late-prompt"):
         return dict(given)
-    recorded = continuable(active)
+    recorded = continuable(read_recipe(active) if metadata is None else metadata)
     if recorded is None:
         return dict(given)
     for name in SHAPE:
@@ -125,11 +127,11 @@ def job_parameters(given: dict[str, Any], active: Path, start_from: StartFrom = 
     return {**defaults, **given, "init_prompt": str(active)}
 
 
-def lost_recipe(active: Path, parameters: dict[str, Any], more_data: list[str]) -> list[str]:
-    """What the continued prompt's triage.json records that the job could not find (it goes on without it)."""
-    from router.artifact import read_metadata
-
-    metadata = read_metadata(active)
+def lost_recipe(active: Path, parameters: dict[str, Any], more_data: list[str],
+                metadata: dict[str, Any] | None = None) -> list[str]:
+    """What the continued prompt's triage.json (`metadata`, read from `active` when not given) records that the job
+    could not find (it goes on without it)."""
+    metadata = (read_recipe(active) if metadata is None else metadata) or {}
     recorded = metadata.get("parameters") or {}
     lost = [f"its recorded {name} {recorded[name]} was not found, so it does not distil"
             for name in ("teacher", "cross_teacher") if recorded.get(name) and not parameters.get(name)]
@@ -160,13 +162,14 @@ class JobStart:
 
 def plan_start(given: dict[str, Any], active: Path, start_from: StartFrom = "active") -> JobStart:
     """`job_parameters`, plus the more-data files of the prompt it continues and what of its recipe is lost."""
-    parameters = job_parameters(given, active, start_from)
+    metadata = read_recipe(active) if start_from == "active" else None  # read once for the three steps below
+    parameters = job_parameters(given, active, start_from, metadata)
     if not parameters.get("init_prompt"):
         return JobStart(parameters, [], describe_start(parameters))
-    more = recorded_more_data(active)
-    return JobStart(parameters, more, describe_start(parameters, more, lost_recipe(active, parameters, more)))
+    more = recorded_more_data(metadata, active)
+    return JobStart(parameters, more, describe_start(parameters, more, lost_recipe(active, parameters, more, metadata)))
 
 
 __all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "JobStart", "StartFrom", "active_artifact",
-           "continuable", "describe_start", "job_parameters", "plan_start", "lost_recipe", "recorded_more_data", "recorded_path",
+           "continuable", "describe_start", "job_parameters", "plan_start", "lost_recipe", "read_recipe", "recorded_more_data", "recorded_path",
            "recorded_teachers"]
