@@ -5,8 +5,8 @@
 One step = forward through layers K..L-1 of the embedded model (learned keys/values of 20 positions in front, bf16
 autocast) and backward to the prompt, the batch split into one shard per torch thread as `triage tune` splits it
 (`tuning.shards`), and once more as one shard at one thread. The implementations: transformers' layers with the
-fused attention kernel (sdpa) and with plain attention (eager), and `tuning.fast_layers` compiled (fast; what
-`triage tune` runs on a Llama model since 2026-12-05). Random hidden states stand in for the cached ones: the cost
+fused attention kernel (sdpa) and with plain attention (eager), and `tuning.fast_layers` (fast; what `triage tune` runs
+on a Llama model since 2026-12-05). Random hidden states stand in for the cached ones: the cost
 depends on shapes only. Prints seconds per step for each round and the median ratios; the host's speed drifts, so
 only the ratios within a run mean much.
 """
@@ -19,7 +19,7 @@ import torch
 
 from router.settings import Settings
 from tuning.fast_layers import UpperLayers
-from tuning.late_prompt import DecoderParts, eager_attention, layer_inputs, prefix_mask, run_layers
+from tuning.late_prompt import DecoderParts, eager_attention, layer_inputs, run_layers
 from tuning.shards import ShardedBackward
 from tuning.tune_run import training_service
 
@@ -52,20 +52,13 @@ def loss(rows):
         if use_fast[0]:
             _, (cos, sin), mask = layer_inputs(parts, batch, a.positions)
             with torch.autocast("cpu", enabled=False):
-                out = upper.run(batch, prefix, a.positions, cos, sin, mask)
+                out = upper.run(batch, prefix, cos, sin, mask)
         else:
             out = run_layers(parts, batch, a.layer, len(parts.layers), prefix, a.positions)
         out = parts.norm(out)
         return out[:, -5:].float().pow(2).mean()  # read at the last positions, as the decisions are
 
 
-def rotary(h):
-    return parts.rotary(h, (a.positions + torch.arange(h.shape[1]))[None].expand(h.shape[0], -1))
-
-
-started = time.perf_counter()
-upper.prepare(prefix, a.positions, rotary, lambda b, t: prefix_mask(a.positions, t, torch.bfloat16))
-print(f"compiled: {upper.compiled} ({time.perf_counter() - started:.1f} s)")
 
 
 sharded = ShardedBackward(loss, lambda row: 1, torch.get_num_threads())

@@ -1,4 +1,4 @@
-"""A late prompt's training layers as plain tensor arithmetic, compiled: the same sums, fewer calls.
+"""A late prompt's training layers as plain tensor arithmetic: the same sums, fewer calls.
 
 A training step of a late prompt runs the frozen decoder layers K..L-1 over small batches (8 complaints x ~45
 tokens per shard). transformers' decoder layer spends much of such a step outside the matrix products: module
@@ -6,8 +6,8 @@ calls, the cache object's update, autocast casting every frozen fp32 weight to b
 casts only for weights that take gradients). `UpperLayers` reads the frozen weights of layers K..L-1 once, in the
 precision the step computes in (bf16 copies of the matrices under bf16 autocast, the model's own tensors in fp32),
 and runs Llama's attention and MLP as transformers' eager code does (`tests/test_fast_layers.py` checks the loss and
-gradients against it), compiled with `torch.compile` (inductor: fused elementwise kernels, one graph for every
-sequence length). Where compiling fails (no C++ compiler, say) the same function runs uncompiled.
+gradients against it). Measured in a real tune's two-shard steps: 1.25x (README, Tuning). Compiling the function
+with `torch.compile` was measured too and gave nothing more in those steps (1.22x), so it is not compiled.
 
 Llama-architecture models only (SmolLM2, Llama, and others with `model_type` "llama" and no biases); any other
 decoder runs transformers' own layers (`tuning.late_prompt.run_layers`).
@@ -15,13 +15,7 @@ decoder runs transformers' own layers (`tuning.late_prompt.run_layers`).
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Callable
-
 import torch
-
-log = logging.getLogger(__name__)
 
 
 def unsupported(model) -> str | None:
@@ -87,47 +81,22 @@ def _weights(layer, dtype: torch.dtype) -> dict[str, torch.Tensor]:
 class UpperLayers:
     """Layers first..last-1 of a Llama model, frozen, as `decoder_layer` calls in the compute dtype."""
 
-    def __init__(self, model, layers, first: int, last: int, dtype: torch.dtype, compile: bool = True):
+    def __init__(self, model, layers, first: int, last: int, dtype: torch.dtype):
         config = model.config
         self.first, self.last, self.dtype = first, last, dtype
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.eps = float(config.rms_norm_eps)
         self.weights = {i: _weights(layers[i], dtype) for i in range(first, last)}
-        self.layer: Callable = decoder_layer
-        self.compiled = False
-        self._lock = threading.Lock()
-        self._want_compile = compile
 
-    def prepare(self, prefix: dict[int, tuple[torch.Tensor, torch.Tensor]], prefix_length: int,
-                position_embeddings: Callable, mask_for: Callable) -> None:
-        """Compile once, here in the caller's thread (not in a step's shard threads), on a small batch; on failure go on
-        uncompiled, saying why."""
-        with self._lock:
-            if not self._want_compile or self.compiled:
-                return
-            self._want_compile = False
-            compiled = torch.compile(decoder_layer, dynamic=True)
-            try:
-                hidden = torch.zeros(2, 3, self.weights[self.first]["q"].shape[1], dtype=self.dtype,
-                                     requires_grad=True)
-                cos, sin = position_embeddings(hidden.detach())
-                scratch = {i: (k.detach().clone().requires_grad_(), v.detach().clone().requires_grad_())
-                           for i, (k, v) in prefix.items()}  # the prompt's own .grad stays untouched
-                out = self.run(hidden, scratch, prefix_length, cos, sin, mask_for(2, 3), layer=compiled)
-                out.float().sum().backward()
-            except Exception as exc:  # noqa: BLE001 - any compiler failure: the uncompiled function gives the same sums
-                log.warning("late-prompt training runs uncompiled (torch.compile failed: %s: %s)",
-                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-                return
-            self.layer, self.compiled = compiled, True
-
-    def run(self, hidden: torch.Tensor, prefix: dict[int, tuple[torch.Tensor, torch.Tensor]], prefix_length: int,
-            cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor, layer: Callable | None = None) -> torch.Tensor:
-        layer = layer or self.layer
+    def run(self, hidden: torch.Tensor, prefix: dict[int, tuple[torch.Tensor, torch.Tensor]], cos: torch.Tensor,
+            sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states [b, t, d] entering layer `first`, through layers first..last-1 with `prefix`'s keys/values
+        (layer -> [1, kv_heads, n, hd]) in front; rotary cos/sin and the additive mask as `layer_inputs` makes them."""
         hidden, cos, sin, mask = hidden.to(self.dtype), cos.to(self.dtype), sin.to(self.dtype), mask.to(self.dtype)
         for i in range(self.first, self.last):
             keys, values = prefix[i]
-            hidden = layer(hidden, self.weights[i], keys, values, cos, sin, mask, self.heads, self.kv_heads, self.eps)
+            hidden = decoder_layer(hidden, self.weights[i], keys, values, cos, sin, mask, self.heads, self.kv_heads,
+                                   self.eps)
         return hidden
 
 

@@ -36,7 +36,7 @@ def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Cached
         else:
             _, (cos, sin), mask = layer_inputs(parts, hidden, prompt.length, dropout)
             with torch.autocast(hidden.device.type, enabled=False):  # its weights are already in the compute dtype
-                hidden = upper.run(hidden, prompt.learned(), prompt.length, cos, sin, mask)
+                hidden = upper.run(hidden, prompt.learned(), cos, sin, mask)
         return parts.norm(hidden)
 
 

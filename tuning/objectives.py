@@ -152,8 +152,6 @@ class LatePromptObjective:
         """Add scale x the batch's gradients to `.grad` (one shard per core); the batch's loss."""
         from tuning.late_prompt import eager_attention
 
-        if self.upper is not None and not self.upper.compiled:  # compiled here, once, not in each shard's thread
-            self.upper.prepare(self.prompt.learned(), self.prompt.length, self._rotary, self._mask)
         with eager_attention(self.base.model):  # set here, in the loop's thread, not in each shard's
             return self.sharded.run(items, scale)
 
@@ -206,18 +204,13 @@ class LatePromptObjective:
 
 
 def upper_layers(model, parts, first: int, dtype: torch.dtype):
-    """A late prompt's training layers as compiled plain arithmetic (`tuning.fast_layers`) where the model is a
-    Llama and runs on the CPU, else None (transformers' own layers). Compiled for models with a hidden size of 256 or
-    more, where it pays for its ~30 s of compiling (tiny test models run it uncompiled)."""
+    """A late prompt's training layers as plain arithmetic (`tuning.fast_layers`, 1.25x per step) where the model
+    is a Llama on the CPU, else None (transformers' own layers)."""
     from tuning.fast_layers import UpperLayers, unsupported
 
     if unsupported(model) is not None or device_of(model).type != "cpu":
         return None
-    return UpperLayers(model, parts.layers, first, len(parts.layers), dtype,
-                       compile=model.config.hidden_size >= COMPILE_FROM_HIDDEN)
-
-
-COMPILE_FROM_HIDDEN = 256
+    return UpperLayers(model, parts.layers, first, len(parts.layers), dtype)
 
 
 def build_objective(base: BaseModel, config: TuningConfig, train_set, train_items, val_set, val_items, on_cache=None,
