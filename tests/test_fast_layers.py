@@ -7,29 +7,11 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from router.codec import LabelCodec
-from tests.test_late_prompt import _config, _deep_tiny
+from tests.test_late_prompt import _config, _deep_tiny, cached_tiny_prompt
 
 
 def _setup(tokenizer, tiny_train_file, dtype=torch.float32):
-    from router.dataset import load_examples
-    from router.prompting import tuned_prompt
-    from tuning.batches import encode_examples
-    from tuning.late_prompt import DecoderParts, LatePrompt, init_ids, text_keys_values
-    from tuning.layer_cache import cache_examples
-
-    base = _deep_tiny(tokenizer)
-    codec = LabelCodec.for_tokenizer(tokenizer)
-    examples = load_examples(tiny_train_file)[:6]
-    items = encode_examples(examples, tokenizer, codec, tuned_prompt(), 64)
-    prompt = LatePrompt(text_keys_values(base.model, init_ids(tokenizer, "Route this complaint.", 5)), first_layer=1)
-    with torch.no_grad():
-        prompt.keys.add_(torch.randn_like(prompt.keys) * 0.3)
-        prompt.values.add_(torch.randn_like(prompt.values) * 0.3)
-    parts = DecoderParts.of(base.model)
-    cached = cache_examples(parts, prompt, items, codec, [e.departments for e in examples], tokenizer.pad_token_id,
-                            _autocast(dtype), dtype)
-    return base, parts, prompt, cached
+    return cached_tiny_prompt(tokenizer, tiny_train_file, first_layer=1, dtype=dtype)
 
 
 def _autocast(dtype):

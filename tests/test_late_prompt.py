@@ -51,6 +51,30 @@ def _deep_tiny(tokenizer, seed=3):
     return base
 
 
+def cached_tiny_prompt(tokenizer, train_file, first_layer: int, dtype=torch.float32):
+    """A 4-layer tiny model, a late prompt from `first_layer` moved off its initialization, and 6 training examples
+    with their states entering that layer (computed under bf16 autocast when `dtype` is bf16)."""
+    from router.dataset import load_examples
+    from router.prompting import tuned_prompt
+    from tuning.batches import encode_examples
+    from tuning.late_prompt import DecoderParts, LatePrompt, init_ids, text_keys_values
+    from tuning.layer_cache import cache_examples
+
+    base = _deep_tiny(tokenizer)
+    codec = LabelCodec.for_tokenizer(tokenizer)
+    examples = load_examples(train_file)[:6]
+    items = encode_examples(examples, tokenizer, codec, tuned_prompt(), 64)
+    prompt = LatePrompt(text_keys_values(base.model, init_ids(tokenizer, "Route this complaint.", 5)), first_layer)
+    with torch.no_grad():
+        prompt.keys.add_(torch.randn_like(prompt.keys) * 0.3)
+        prompt.values.add_(torch.randn_like(prompt.values) * 0.3)
+    parts = DecoderParts.of(base.model)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else nullcontext()
+    cached = cache_examples(parts, prompt, items, codec, [e.departments for e in examples], tokenizer.pad_token_id,
+                            autocast, dtype)
+    return base, parts, prompt, cached
+
+
 def test_every_decision_is_one_the_grammar_offers(tokenizer):
     """The loss's decisions are exactly the choices of more than one token that generate()'s grammar allows."""
     from router.grammar import allowed_next
@@ -74,25 +98,13 @@ def test_every_decision_is_one_the_grammar_offers(tokenizer):
 def test_cached_lower_layers_give_the_loss_and_gradients_of_the_plain_forward(tokenizer, tiny_train_file, loss_name):
     from transformers import DynamicCache
 
-    from router.dataset import load_examples
-    from router.prompting import tuned_prompt
-    from tuning.batches import encode_examples
     from tuning.decisions import decision_loss
     from tuning.late_objective import late_prompt_loss
-    from tuning.late_prompt import DecoderParts, LatePrompt, eager_attention, init_ids, text_keys_values
-    from tuning.layer_cache import cache_examples, input_ids, padded
+    from tuning.late_prompt import eager_attention
+    from tuning.layer_cache import input_ids, padded
 
-    base = _deep_tiny(tokenizer)
-    codec = LabelCodec.for_tokenizer(tokenizer)
-    examples = load_examples(tiny_train_file)[:6]
-    items = encode_examples(examples, tokenizer, codec, tuned_prompt(), 64)
-    prompt = LatePrompt(text_keys_values(base.model, init_ids(tokenizer, "Route this complaint.", 5)), first_layer=2)
-    with torch.no_grad():
-        prompt.keys.add_(torch.randn_like(prompt.keys) * 0.3)
-        prompt.values.add_(torch.randn_like(prompt.values) * 0.3)
-    parts = DecoderParts.of(base.model)
-    cached = cache_examples(parts, prompt, items, codec, [e.departments for e in examples], tokenizer.pad_token_id,
-                            nullcontext(), torch.float32)
+    base, parts, prompt, cached = cached_tiny_prompt(tokenizer, tiny_train_file, first_layer=2)
+    items = [item.encoded for item in cached]
     before = base.model.config._attn_implementation
     with eager_attention(base.model):  # as a training step runs (the plain forward below keeps the model's own)
         assert base.model.config._attn_implementation == "eager"
