@@ -2,8 +2,9 @@
 
 Ranges follow watsonx: batch size 1-16, epochs 1-50, learning rate 0.01-0.5
 (PEFT prompt and prefix tuning; the late prompt takes 0.001-0.5, LoRA 0.00001-0.01), accumulation steps 1-128.
-Defaults are the recipe of the shipped model and finish a tune of the shipped
-training set in under 20 minutes on a 2-core CPU. watsonx's own prompt-tuning
+Defaults are the recipe of the shipped LoRA adapter r3 (`triage tune` without --method) and finish a
+tune of the shipped training set in under 20 minutes on a 2-core CPU; the shipped default soft prompt
+r5m took other values and three tunes (README, `make tune-late-prompt`). watsonx's own prompt-tuning
 defaults are `method=prompt, epochs=20, learning_rate=0.3, accumulation_steps=16`.
 """
 
