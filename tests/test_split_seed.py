@@ -65,6 +65,19 @@ def test_a_tune_warns_when_its_teacher_trained_on_its_validation_split(tiny_env,
 
     other = tmp_path / "other.jsonl"
     other.write_text(train_file.read_text().replace("rude agent", "the agent hung up on me"))
-    result = CliRunner().invoke(cli, ["tune", "--data", str(other), "--out", str(tmp_path / "elsewhere"), "--epochs",
-                                      "1", "--batch-size", "4", "--fp32", "--val-fraction", "0.4", *late])
-    assert result.exit_code == 0 and "was tuned on another file (train.jsonl)" in result.output
+
+    def tune_other(out, *args):
+        result = CliRunner().invoke(cli, ["tune", "--data", str(other), "--out", str(tmp_path / out), "--epochs", "1",
+                                          "--batch-size", "4", "--fp32", "--val-fraction", "0.4", *late, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    # a teacher tuned on another file: that file (recorded by name, as it lay outside the checkout) is found beside
+    # the teacher and read back, and this tune's validation complaints are looked up among those it trained on
+    teacher_trained = {ex.input for ex in split_validation(examples, 0.4, 0)[0]}
+    seen = sum(ex.input in teacher_trained for ex in split_validation(load_examples(other), 0.4, 5)[1])
+    assert seen > 0
+    assert f"trained on {seen} of this tune's 8 validation complaints (in its own training files)" in \
+        tune_other("elsewhere-checked", "--seed", "5")
+    train_file.rename(tmp_path / "moved.jsonl")  # gone: which complaints the teacher trained on is unknown
+    assert "was tuned on another file (train.jsonl)" in tune_other("elsewhere")
