@@ -6,7 +6,8 @@ Builds the training objective `triage tune --method late-prompt` builds (the emb
 below --layer run once over the first --examples complaints of data/complaints.jsonl), then times the same --batches
 batches of 16 (shuffled, of similar length, as an epoch draws them; split into one shard per core) through the
 objective's backward, once with transformers' layers (plain attention) and once with the plain-arithmetic layers,
-alternating for --rounds rounds. Prints seconds per step and the median ratio; only the ratio within one run means
+alternating for --rounds rounds. Prints the two implementations' loss on the first batch (bf16: equal up to
+rounding), seconds per step and the median ratio; only the ratio within one run means
 much on a host whose speed drifts.
 """
 import argparse
@@ -40,6 +41,12 @@ batches = epoch_batches(objective.train_items, 16, random.Random(0))[: a.batches
 print(f"layers {a.layer}-29, {len(batches)} batches of 16, widths "
       f"{sorted(max(i.states.shape[0] for i in b) for b in batches)}")
 fast = objective.upper
+losses = {}
+for name in ("transformers", "fast_layers"):  # the same batch, no update: the two must give the same loss
+    objective.upper = fast if name == "fast_layers" else None
+    losses[name] = float(objective.loss(batches[0]).detach())
+print(f"loss of the first batch: transformers' layers {losses['transformers']:.5f}, fast_layers "
+      f"{losses['fast_layers']:.5f} (relative difference {abs(losses['fast_layers'] / losses['transformers'] - 1):.1e})")
 times: dict[str, list[float]] = {"transformers": [], "fast_layers": []}
 for rnd in range(a.rounds):
     for name in times:
