@@ -6,7 +6,7 @@ calls, the cache object's update, autocast casting every frozen fp32 weight to b
 casts only for weights that take gradients). `UpperLayers` reads the frozen weights of layers K..L-1 once, in the
 precision the step computes in (bf16 copies of the matrices under bf16 autocast, the model's own tensors in fp32),
 and runs Llama's attention and MLP as transformers' eager code does (`tests/test_fast_layers.py` checks the loss and
-gradients against it). Measured in a real tune's two-shard steps: 1.25x (README, Tuning). Compiling the function
+gradients against it). Measured in a real tune's two-shard steps: ~1.25x (README, Tuning). Compiling the function
 with `torch.compile` was measured too and gave nothing more in those steps (1.22x), so it is not compiled.
 
 Llama-architecture models only (SmolLM2, Llama, and others with `model_type` "llama" and no biases); any other

@@ -25,7 +25,7 @@ def _stack_states(items: Sequence[CachedExample]) -> torch.Tensor:
 def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], autocast,
                  dropout: float = 0.0, upper: UpperLayers | None = None) -> torch.Tensor:
     """Final-norm hidden states [b, t, d] of a batch, from its cached layer-K states through the learned prompt.
-    `upper`: the same layers as plain compiled arithmetic (`tuning.fast_layers`); None: transformers' own layers."""
+    `upper`: the same layers as plain arithmetic (`tuning.fast_layers`); None: transformers' own layers."""
     with autocast:
         hidden = _stack_states(items)
         compute = torch.bfloat16 if hidden.dtype == torch.bfloat16 else torch.float32

@@ -155,15 +155,6 @@ class LatePromptObjective:
         with eager_attention(self.base.model):  # set here, in the loop's thread, not in each shard's
             return self.sharded.run(items, scale)
 
-    def _rotary(self, hidden: torch.Tensor):
-        positions = (self.prompt.length + torch.arange(hidden.shape[1]))[None].expand(hidden.shape[0], -1)
-        return self.parts.rotary(hidden, positions.to(hidden.device))
-
-    def _mask(self, batch: int, width: int) -> torch.Tensor:
-        from tuning.late_prompt import prefix_mask
-
-        return prefix_mask(self.prompt.length, width, self.upper.dtype, self.device)
-
     def train(self, mode: bool = True) -> None:
         self.prompt.train(mode)
 
@@ -204,7 +195,7 @@ class LatePromptObjective:
 
 
 def upper_layers(model, parts, first: int, dtype: torch.dtype):
-    """A late prompt's training layers as plain arithmetic (`tuning.fast_layers`, 1.25x per step) where the model
+    """A late prompt's training layers as plain arithmetic (`tuning.fast_layers`, ~1.25x per step) where the model
     is a Llama on the CPU, else None (transformers' own layers)."""
     from tuning.fast_layers import UpperLayers, unsupported
 

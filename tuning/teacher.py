@@ -120,9 +120,8 @@ def trained_inputs(path: str | Path) -> set[str]:
     """The complaints (normalized) the tuned artifact at `path` trained on, redrawn from its triage.json: its training
     file minus the validation split its parameters draw (and the sample it kept), plus its more-data files. Refuses
     when a recorded file is gone or has changed, since then nobody can say which complaints it saw."""
-    from router.artifact import ArtifactError, read_metadata
+    from router.artifact import ArtifactError, read_metadata, recorded_file_places
     from router.dataset import file_sha256, load_examples, normalize
-    from router.artifact import recorded_file_places
     from tuning.train import split_validation, trained_sample
 
     metadata = read_metadata(path)

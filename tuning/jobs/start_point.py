@@ -62,23 +62,17 @@ def continuable(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     return parameters
 
 
-def recorded_path(value: str, active: Path) -> list[Path]:
-    """Where a path recorded in the continued prompt's triage.json may be (`router.artifact.recorded_file_places`)."""
-    from router.artifact import recorded_file_places
-
-    return recorded_file_places(value, active)
-
-
 def recorded_teachers(recorded: dict[str, Any], active: Path) -> dict[str, Any]:
     """The continued prompt's distillation teacher(s) and weight as its triage.json names them, when they are still
-    there: relative to the project's checkout, or (recorded by name when it lay outside) beside the continued prompt;
-    {} when it had none or one is gone."""
+    there (`router.artifact.recorded_file_places`); {} when it had none or one is gone."""
+    from router.artifact import recorded_file_places
+
     out: dict[str, Any] = {}
     for name in ("teacher", "cross_teacher"):
         value = recorded.get(name)
         if not value:
             continue
-        found = next((p for p in recorded_path(value, active) if (p / "adapter_config.json").is_file()), None)
+        found = next((p for p in recorded_file_places(value, active) if (p / "adapter_config.json").is_file()), None)
         if found is None:
             return {}
         out[name] = str(found)
@@ -89,13 +83,14 @@ def recorded_teachers(recorded: dict[str, Any], active: Path) -> dict[str, Any]:
 
 def recorded_more_data(metadata: dict[str, Any] | None, active: Path) -> list[str]:
     """The more-data files (training split only) that the continued late prompt's triage.json (`metadata`) records,
-    where each is still there unchanged (same sha256; relative to the project's checkout, or beside the prompt); a
+    where each is still there unchanged (same sha256; looked for as `router.artifact.recorded_file_places` says); a
     file that is gone or changed is left out."""
+    from router.artifact import recorded_file_places
     from router.dataset import file_sha256
 
     found = []
     for entry in ((metadata or {}).get("training_data") or {}).get("more") or []:
-        path = next((p for p in recorded_path(entry.get("path", ""), active) if p.is_file()), None)
+        path = next((p for p in recorded_file_places(entry.get("path", ""), active) if p.is_file()), None)
         if path is not None and file_sha256(path) == entry.get("sha256"):
             found.append(str(path))
     return found
@@ -171,5 +166,4 @@ def plan_start(given: dict[str, Any], active: Path, start_from: StartFrom = "act
 
 
 __all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "JobStart", "StartFrom", "active_artifact",
-           "continuable", "describe_start", "job_parameters", "plan_start", "lost_recipe", "read_recipe", "recorded_more_data", "recorded_path",
-           "recorded_teachers"]
+           "continuable", "describe_start", "job_parameters", "plan_start", "lost_recipe", "read_recipe", "recorded_more_data", "recorded_teachers"]
