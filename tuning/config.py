@@ -66,6 +66,12 @@ class TuningConfig(BaseModel):
         description="late-prompt: decisions = cross-entropy of each choice the constrained decoder makes (a softmax over "
         "the tokens it compares); lm = the LM loss on every answer token over the whole vocabulary.",
     )
+    selective_backprop: float = Field(
+        1.0, ge=0.05, le=1.0,
+        description="late-prompt: share of the training examples each epoch after the first trains on, drawn with "
+        "preference for those whose loss was highest when last trained on (selective backprop, Jiang et al. 2019; "
+        "tuning.selective_backprop); 1 = every example every epoch. Such an epoch costs this share of a full one.",
+    )
     teacher: str | None = Field(
         None,
         description="late-prompt: a tuned artifact directory (e.g. the LoRA adapter) whose probabilities for each "
@@ -167,6 +173,8 @@ class TuningConfig(BaseModel):
             raise ValueError("init_adapter: only a LoRA tune can start from a LoRA adapter")
         if self.teacher is not None and self.method != "late-prompt":
             raise ValueError("teacher: only a late-prompt tune learns from a teacher's decisions")
+        if self.selective_backprop < 1 and self.method != "late-prompt":
+            raise ValueError("selective_backprop: only a late-prompt tune records each example's loss")
         if self.cross_teacher is not None and self.teacher is None:
             raise ValueError("cross_teacher: a second teacher needs the first (--teacher)")
         if self.init_prompt is not None and self.method != "late-prompt":

@@ -9,6 +9,7 @@ what decoding reads and nothing else; forced tokens (the rest of a name, the sep
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -67,10 +68,10 @@ def decision_logits(hidden: torch.Tensor, rows: Sequence[int], positions: Sequen
     return logits.masked_fill(~allowed.to(device), float("-inf")), tokens
 
 
-def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence[int], decisions: Sequence[Decision],
-                  head_weight: torch.Tensor, head_bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy of each decision, over the tokens it compares only (against its `soft` distribution
-    where it has one, else its target).
+def decision_losses(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence[int], decisions: Sequence[Decision],
+                    head_weight: torch.Tensor, head_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """[len(decisions)] cross-entropy of each decision, over the tokens it compares only (against its `soft`
+    distribution where it has one, else its target).
 
     `hidden` [b, t, d] after the final norm; decision i is read at hidden[rows[i], positions[i]].
     """
@@ -78,7 +79,7 @@ def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence
     column = {t: i for i, t in enumerate(tokens)}
     if all(d.soft is None for d in decisions):
         targets = torch.tensor([column[d.target] for d in decisions], device=logits.device)
-        return torch.nn.functional.cross_entropy(logits, targets)
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     wanted = torch.zeros(len(decisions), len(tokens))
     for i, d in enumerate(decisions):
         if d.soft is None:
@@ -86,4 +87,18 @@ def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence
         else:
             wanted[i, [column[t] for t in d.allowed]] = torch.tensor(d.soft)
     log_p = torch.log_softmax(logits, dim=-1).masked_fill(torch.isinf(logits), 0.0)
-    return -(wanted.to(logits.device) * log_p).sum(-1).mean()
+    return -(wanted.to(logits.device) * log_p).sum(-1)
+
+
+def decision_loss(hidden: torch.Tensor, rows: Sequence[int], positions: Sequence[int], decisions: Sequence[Decision],
+                  head_weight: torch.Tensor, head_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of `decision_losses`."""
+    return decision_losses(hidden, rows, positions, decisions, head_weight, head_bias).mean()
+
+
+def target_entropy(decision: Decision) -> float:
+    """The lowest cross-entropy a decision's target allows (0 for a hard target): its loss minus this is how far
+    the model is from the target (the KL divergence)."""
+    if decision.soft is None:
+        return 0.0
+    return -sum(p * math.log(p) for p in decision.soft if p > 0)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from tuning.batches import IGNORE
-from tuning.decisions import decision_loss
+from tuning.decisions import decision_losses, target_entropy
 from tuning.fast_layers import UpperLayers
 from tuning.late_prompt import DecoderParts, LatePrompt, layer_inputs, run_layers
 from tuning.layer_cache import CachedExample, decision_reads
@@ -41,28 +40,45 @@ def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Cached
 
 
 def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], loss: str,
-                     autocast, dropout: float = 0.0, upper: UpperLayers | None = None) -> torch.Tensor:
+                     autocast, dropout: float = 0.0, upper: UpperLayers | None = None,
+                     report: Callable[[list[float]], None] | None = None) -> torch.Tensor:
     """`decisions`: cross-entropy of each choice the constrained decoder makes (restricted softmax);
-    `lm`: the causal LM loss on every answer token (full vocabulary)."""
+    `lm`: the causal LM loss on every answer token (full vocabulary). `report`: called with each example's
+    mean loss above what its targets allow (`per_example_excess`), e.g. for selective backprop."""
     hidden = upper_hidden(parts, prompt, items, autocast, dropout, upper)
     weight = parts.head.weight
     bias = getattr(parts.head, "bias", None)
     if loss == "decisions":
         rows, positions, decisions = decision_reads(items)
         with autocast:
-            return decision_loss(hidden, rows, positions, decisions, weight, bias)
-    rows, positions, targets = [], [], []
-    for n, item in enumerate(items):
-        start = len(item.encoded.prompt) - 1
-        for j, token in enumerate(item.encoded.answer):
-            rows.append(n)
-            positions.append(start + j)
-            targets.append(token)
-    device = hidden.device
-    picked = hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]
-    with autocast:
-        logits = torch.nn.functional.linear(picked, weight, bias).float()
-    return torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=device), ignore_index=IGNORE)
+            terms = decision_losses(hidden, rows, positions, decisions, weight, bias)
+        floors = [target_entropy(d) for d in decisions]
+    else:
+        rows, positions, targets = [], [], []
+        for n, item in enumerate(items):
+            start = len(item.encoded.prompt) - 1
+            for j, token in enumerate(item.encoded.answer):
+                rows.append(n)
+                positions.append(start + j)
+                targets.append(token)
+        device = hidden.device
+        picked = hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]
+        with autocast:
+            logits = torch.nn.functional.linear(picked, weight, bias).float()
+        terms = torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=device), reduction="none")
+        floors = [0.0] * len(rows)
+    if report is not None:
+        report(per_example_excess(terms.detach(), floors, rows, len(items)))
+    return terms.mean()
+
+
+def per_example_excess(terms: torch.Tensor, floors: Sequence[float], rows: Sequence[int], n: int) -> list[float]:
+    """Each example's mean over its loss terms of (term - its floor); 0 for an example without terms."""
+    excess = terms.float().cpu() - torch.tensor(floors, dtype=torch.float32)
+    index = torch.tensor(list(rows), dtype=torch.long)
+    sums = torch.zeros(n).index_add_(0, index, excess)
+    counts = torch.zeros(n).index_add_(0, index, torch.ones(len(rows)))
+    return (sums / counts.clamp(min=1)).tolist()
 
 
 def loss_terms(item: CachedExample, loss: str) -> int:
@@ -70,4 +86,4 @@ def loss_terms(item: CachedExample, loss: str) -> int:
     return len(item.decisions) if loss == "decisions" else len(item.encoded.answer)
 
 
-__all__ = ["late_prompt_loss", "loss_terms", "upper_hidden"]
+__all__ = ["late_prompt_loss", "loss_terms", "per_example_excess", "upper_hidden"]

@@ -132,6 +132,7 @@ class LatePromptObjective:
             taught = [ex.input not in label_only for ex in train_set]  # e.g. supervisors' corrections: label alone
             self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight, taught)
         self.upper = upper_layers(base.model, self.parts, config.prompt_layer, dtype)
+        self.example_losses: dict[int, float] = {}  # id(training item) -> its loss when last trained on
         self.val_set = list(val_set)
         self.val_contexts = list(val_contexts) if val_contexts else None  # routed with them, as serving will
         # a step's batch split across the CPU's cores (tuning.shards); one shard on a GPU
@@ -145,8 +146,12 @@ class LatePromptObjective:
         from tuning.late_objective import late_prompt_loss
 
         dropout = self.config.prompt_dropout if self.prompt.training else 0.0
+        report = None
+        if self.prompt.training and self.config.selective_backprop < 1:  # each example's loss, for the next epochs
+            def report(losses: list[float]) -> None:
+                self.example_losses.update(zip(map(id, items), losses))
         return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss,
-                                autocast_for(self.config, self.device), dropout, self.upper)
+                                autocast_for(self.config, self.device), dropout, self.upper, report)
 
     def backward(self, items, scale: float = 1.0) -> float:
         """Add scale x the batch's gradients to `.grad` (one shard per core); the batch's loss."""

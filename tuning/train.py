@@ -18,6 +18,7 @@ from router.prompting import tuned_prompt
 from tuning.batches import encode_examples, epoch_batches
 from tuning.config import TuningConfig
 from tuning.objectives import build_objective
+from tuning.selective_backprop import epoch_examples, epoch_sizes
 
 if TYPE_CHECKING:
     from rag.training_context import Built
@@ -167,9 +168,10 @@ def train(
     train_items, val_items = objective.train_items, objective.val_items
     params = objective.parameters()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    batches_per_epoch = math.ceil(len(train_items) / config.batch_size)
-    updates_per_epoch = math.ceil(batches_per_epoch / config.accumulation_steps)
-    total_updates = updates_per_epoch * config.epochs
+    sizes = epoch_sizes(len(train_items), config.epochs, config.selective_backprop)  # all, or a share after epoch 1
+    batches_per_epoch = [math.ceil(n / config.batch_size) for n in sizes]
+    total_batches = sum(batches_per_epoch)
+    total_updates = sum(math.ceil(b / config.accumulation_steps) for b in batches_per_epoch)
     result = TrainResult(objective, n_train=len(train_items), n_val=len(val_items),
                          validation_sha256=fingerprint)
     best_val, best_state, stale, update = (-1.0, float("-inf")), None, 0, 0
@@ -178,7 +180,8 @@ def train(
     result.cache_seconds = loop_started - started
     for epoch in range(1, config.epochs + 1):
         epoch_loss, seen = 0.0, 0
-        batches = epoch_batches(train_items, config.batch_size, rng)
+        trained = epoch_examples(train_items, getattr(objective, "example_losses", {}), sizes[epoch - 1], rng)
+        batches = epoch_batches(trained, config.batch_size, rng)
         for index, items in enumerate(batches):
             if should_stop and should_stop():
                 raise Cancelled()
@@ -195,8 +198,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 update += 1
                 if on_progress:
-                    done = (epoch - 1) * len(batches) + index + 1
-                    eta = (time.perf_counter() - loop_started) / done * (config.epochs * len(batches) - done)
+                    done = sum(batches_per_epoch[: epoch - 1]) + index + 1
+                    eta = (time.perf_counter() - loop_started) / done * (total_batches - done)
                     on_progress(Progress(epoch, config.epochs, update, total_updates, loss, lr,
                                          time.perf_counter() - started, eta))
         result.epoch_losses.append(epoch_loss / max(1, seen))
@@ -206,10 +209,11 @@ def train(
         if val_exact is not None:
             result.val_exact.append(val_exact)
         if on_progress:
-            pace = (time.perf_counter() - loop_started) / epoch
+            done = sum(batches_per_epoch[:epoch])
+            eta = (time.perf_counter() - loop_started) / done * (total_batches - done)
             on_progress(
                 Progress(epoch, config.epochs, update, total_updates, result.epoch_losses[-1], 0.0,
-                         time.perf_counter() - started, pace * (config.epochs - epoch), epoch_end=True, val_loss=val_loss,
+                         time.perf_counter() - started, eta, epoch_end=True, val_loss=val_loss,
                          val_exact=val_exact)
             )
         # the best epoch: highest validation exact-set where it is measured (ties: lower loss), else lowest loss

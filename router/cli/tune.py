@@ -56,6 +56,9 @@ def _progress_printer(stream):
               f"{_default('prompt_dropout')}).")
 @click.option("--prompt-loss", type=click.Choice(["decisions", "lm"]), default=None,
               help=f"late-prompt: loss on the decoder's decisions or the LM loss (default {_default('prompt_loss')}).")
+@click.option("--selective-backprop", type=float, default=None,
+              help="late-prompt: share of the training examples each epoch after the first trains on, mostly those "
+              f"with the highest loss when last seen (0.05-1, default {_default('selective_backprop')} = all).")
 @click.option("--teacher", type=click.Path(exists=True, file_okay=False), default=None,
               help="late-prompt: a LoRA artifact whose probabilities for each decoder decision join the targets "
               "(distillation), e.g. router/artifacts/smollm2-complaints; it must not have trained on the validation split.")
