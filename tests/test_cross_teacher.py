@@ -110,3 +110,8 @@ def test_a_teacher_tuned_on_another_file_is_checked_against_the_validation_split
     warning = teacher_split_warning(overlapping, examples, data, config)
     assert warning and "of this tune's 4 validation complaints (in its own training files)" in warning
     assert teacher_split_warning(disjoint, examples, data, config) is None
+    meta = json.loads((overlapping / "triage.json").read_text())
+    meta["parameters"]["lora_rank"] = 10_000  # out of range for this version
+    (overlapping / "triage.json").write_text(json.dumps(meta))
+    unread = teacher_split_warning(overlapping, examples, data, config)
+    assert "parameters this version cannot read" in unread and "is not checked" in unread

@@ -228,3 +228,27 @@ def test_gate_files_are_evaluated_and_gated_and_a_missing_one_fails_the_job(late
     judged = done.result["gate"]["sets"]["gate:other_writers"]
     assert judged["n"] == 4 and judged["gated"] is True and judged["active"] is not None
     engine.dispose()
+
+
+def test_a_job_continues_what_was_active_at_creation_and_is_gated_against_what_is_active_when_it_runs(
+        late, tiny_base, tiny_train_file, tmp_path):
+    from router import store
+    from tuning.jobs.start_point import active_change_note
+
+    settings = Settings(data_dir=tmp_path / "d", shots_file=tiny_train_file, tuned_model=late,
+                        dev_file=write_jsonl(tmp_path / "dev.jsonl", TINY_TRAIN[:4]))
+    engine = migrated(settings)
+    other, _ = _tune(tiny_base, tiny_train_file, tmp_path / "tiny-late-other", epochs=1, seed=1)
+    with Session(engine, expire_on_commit=False) as s:
+        job = jobs.create_job(s, {"epochs": 1, "batch_size": 4, "val_fraction": 0.0}, who="boss", active=late)
+        row = store.register_model_version(s, other)  # a supervisor promotes another version before the job runs
+        store.promote(s, row.version, who="boss")
+    done = run_job(settings, job.id, base=tiny_base, engine=engine)
+    assert done.state == "succeeded", done.error
+    assert done.result["continued"] == str(late) and done.result["active_changed"] is True
+    assert Path(done.result["compared_with"]).resolve() == other.resolve()
+    assert done.result["gate"]["active_version"] == row.version, "gated against what a promotion would replace"
+    note = active_change_note(done.result)
+    assert note and str(late) in note and "active when it ran" in note
+    assert active_change_note({**done.result, "active_changed": False}) is None
+    engine.dispose()

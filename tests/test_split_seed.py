@@ -80,4 +80,5 @@ def test_a_tune_warns_when_its_teacher_trained_on_its_validation_split(tiny_env,
     assert f"trained on {seen} of this tune's 8 validation complaints (in its own training files)" in \
         tune_other("elsewhere-checked", "--seed", "5")
     train_file.rename(tmp_path / "moved.jsonl")  # gone: which complaints the teacher trained on is unknown
-    assert "was tuned on another file (train.jsonl)" in tune_other("elsewhere")
+    warned = tune_other("elsewhere")
+    assert "its training file train.jsonl is missing or has changed" in warned and "is not checked" in warned

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -39,55 +39,33 @@ def load_teacher(base, path: str | Path) -> torch.nn.Module:
 def teacher_split_warning(teacher_path: str | Path, examples: Sequence[Example], data_path: str | Path,
                           config: TuningConfig) -> str | None:
     """Why this tune's validation score would be optimistic, if it would: the teacher trained on some of the
-    complaints this tune validates on. The teacher's training split of the same file is redrawn from its recorded
-    parameters, as `tuning.train` drew it; its --more-data files are not looked at."""
-    from pydantic import ValidationError
+    complaints this tune validates on. What it trained on is `trained_inputs` (its recorded files, its split redrawn);
+    this tune's own file stands in for a recorded file with the same sha256, wherever that one lies."""
+    from router.artifact import ArtifactError, read_metadata
+    from router.dataset import file_sha256, normalize
+    from tuning.train import split_validation
 
-    from router.artifact import read_metadata
-    from router.dataset import file_sha256
-    from tuning.train import split_validation, trained_sample
-
-    metadata = read_metadata(teacher_path)
-    data = metadata.get("training_data") or {}
-    if not data.get("sha256") or not metadata.get("parameters"):
-        return f"the teacher {teacher_path} records no training data or parameters: its split is not checked"
-    if data["sha256"] != file_sha256(data_path):
-        return _other_file_warning(teacher_path, examples, data_path, config)
+    sha = file_sha256(data_path)
     try:
-        teacher = TuningConfig.model_validate(metadata["parameters"])
-    except ValidationError:
-        return f"the teacher {teacher_path} records parameters this version cannot read: its split is not checked"
-    teacher_split, teacher_val = split_validation(examples, teacher.val_fraction, teacher.validation_seed)
-    trained = {ex.input for ex in trained_sample(teacher_split, teacher)}
+        trained = trained_inputs(teacher_path, known={sha: examples})
+    except ArtifactError as exc:
+        return f"{exc} (whether the teacher trained on this tune's validation split is not checked)"
     _, own_val = split_validation(examples, config.val_fraction, config.validation_seed)
-    seen = sum(ex.input in trained for ex in own_val)
+    seen = sum(normalize(ex.input) in trained for ex in own_val)
     if not seen:
         return None
-    if not teacher_val:
+    metadata = read_metadata(teacher_path)
+    if metadata["training_data"].get("sha256") != sha:
+        return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints "
+                "(in its own training files), so the validation exact-set is optimistic")
+    teacher = TuningConfig.model_validate(metadata["parameters"])
+    if teacher.val_fraction <= 0:
         advice = "the teacher held out no validation split"
     else:
         advice = (f"--split-seed {teacher.validation_seed} with --val-fraction at most {teacher.val_fraction} "
                   "validates on the teacher's own held-out complaints")
     return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints, so "
             f"the validation exact-set is optimistic; {advice}")
-
-
-def _other_file_warning(teacher_path, examples: Sequence[Example], data_path, config: TuningConfig) -> str | None:
-    """A teacher tuned on other files: the tune's validation complaints looked up among the ones it trained on."""
-    from router.artifact import ArtifactError, read_metadata
-    from router.dataset import normalize
-    from tuning.train import split_validation
-
-    try:
-        trained = trained_inputs(teacher_path)
-    except ArtifactError:
-        path = (read_metadata(teacher_path).get("training_data") or {}).get("path")
-        return (f"the teacher {teacher_path} was tuned on another file ({path}): whether it trained on "
-                "this tune's validation split is not checked")
-    _, own_val = split_validation(examples, config.val_fraction, config.validation_seed)
-    seen = sum(normalize(ex.input) in trained for ex in own_val)
-    return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints "
-            "(in its own training files), so the validation exact-set is optimistic") if seen else None
 
 
 @torch.no_grad()
@@ -116,10 +94,14 @@ def teacher_probabilities(teacher: torch.nn.Module, items: Sequence[CachedExampl
     return out
 
 
-def trained_inputs(path: str | Path) -> set[str]:
+def trained_inputs(path: str | Path, known: Mapping[str, Sequence[Example]] | None = None) -> set[str]:
     """The complaints (normalized) the tuned artifact at `path` trained on, redrawn from its triage.json: its training
-    file minus the validation split its parameters draw (and the sample it kept), plus its more-data files. Refuses
-    when a recorded file is gone or has changed, since then nobody can say which complaints it saw."""
+    file minus the validation split its parameters draw (and the sample it kept), plus its more-data files. `known`:
+    examples already read, by their file's sha256, used for a recorded file with that sha256. Refuses when a
+    recorded file is gone or has changed, or its parameters cannot be read, since then nobody can say which
+    complaints it saw."""
+    from pydantic import ValidationError
+
     from router.artifact import ArtifactError, read_metadata, recorded_file_places
     from router.dataset import file_sha256, load_examples, normalize
     from tuning.train import split_validation, trained_sample
@@ -130,14 +112,20 @@ def trained_inputs(path: str | Path) -> set[str]:
         raise ArtifactError(f"{path}: triage.json records no training data or parameters, so which complaints it "
                             "trained on is unknown")
 
-    def recorded(entry: dict) -> list[Example]:
+    def recorded(entry: dict) -> Sequence[Example]:
+        if known and entry.get("sha256") in known:
+            return known[entry["sha256"]]
         file = next((f for f in recorded_file_places(entry["path"], path) if f.is_file()), None)
         if file is None or file_sha256(file) != entry.get("sha256"):
             raise ArtifactError(f"{path}: its training file {entry['path']} is missing or has changed since it was "
                                 "tuned, so which complaints it trained on is unknown")
         return load_examples(file)
 
-    config = TuningConfig.model_validate(metadata["parameters"])
+    try:
+        config = TuningConfig.model_validate(metadata["parameters"])
+    except ValidationError:
+        raise ArtifactError(f"{path}: triage.json records parameters this version cannot read, so which complaints "
+                            "it trained on is unknown") from None
     train_split, _ = split_validation(recorded(data), config.val_fraction, config.validation_seed)
     seen = trained_sample(train_split, config) + [ex for more in data.get("more", []) for ex in recorded(more)]
     return {normalize(ex.input) for ex in seen}

@@ -24,14 +24,15 @@ from tuning.jobs import store as jobs
 from tuning.jobs.progress import stage_line
 from tuning.jobs.records import LIVE_STATES, TuningJob, TuningJobPublic
 from tuning.jobs.service import start_job
-from tuning.jobs.start_point import CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, active_artifact, plan_start
+from tuning.jobs.start_point import (CONTINUE_EPOCHS, CONTINUE_LEARNING_RATE, active_artifact, active_change_note,
+                                     plan_start)
 
 FOLLOW_POLL_S = 0.5
 MAX_LISTED = jobs.MAX_LIST
 ParameterError = jobs.ParameterError
 METHODS = tuple(LR_RANGES)
 __all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "MAX_LISTED", "METHODS", "LR_RANGES", "ParameterError", "Retraining", "TrainingPreview", "TuningConfig",
-           "describe_error", "field_default", "field_range", "format_decision", "loss_terminal", "stage_line"]
+           "active_change_note", "describe_error", "field_default", "field_range", "format_decision", "loss_terminal", "stage_line"]
 
 
 @dataclass

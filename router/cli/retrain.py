@@ -25,7 +25,7 @@ def _line(job) -> str:
 
 
 def _show_end(job) -> None:
-    from router.application.retraining import format_decision, loss_terminal
+    from router.application.retraining import active_change_note, format_decision, loss_terminal
 
     result = job.result or {}
     if job.state == "succeeded":
@@ -40,6 +40,9 @@ def _show_end(job) -> None:
         click.echo(f"trained on {ts.get('n_train')} examples ({len(ts.get('trained_correction_ids', []))} new "
                    f"corrections, {ts.get('n_holdout')} held out for evaluation){extra}")
         click.echo(format_decision(result.get("gate", {})))
+        note = active_change_note(result)
+        if note:
+            click.echo(f"note: {note}")
         status = "active" if result.get("promoted") else "candidate"
         click.echo(f"{result.get('version')} registered as {status}: {result.get('artifact_path')}")
     else:

@@ -16,7 +16,7 @@ from textual.widgets import Button, DataTable, Label, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from router.application import TuningJobPublic
-from router.application.retraining import stage_line
+from router.application.retraining import active_change_note, stage_line
 from tui.widgets.loss_plot import LossPlot
 from tui.widgets.tuning_form import TuningForm, form_fields
 
@@ -164,7 +164,8 @@ class RetrainPane(Horizontal):
             return
         result = job.result
         where = "active and serving" if result.get("promoted") else "a candidate: promote it on the Models tab (m)"
-        status.update(f"Saved {result.get('version')}; it is {where}")
+        note = active_change_note(result)
+        status.update(f"Saved {result.get('version')}; it is {where}" + (f". Note: {note}" if note else ""))
         self.show_gate(result.get("gate") or {})
         self.post_message(self.Finished(job))
 

@@ -165,5 +165,15 @@ def plan_start(given: dict[str, Any], active: Path, start_from: StartFrom = "act
     return JobStart(parameters, more, describe_start(parameters, more, lost_recipe(active, parameters, more, metadata)))
 
 
-__all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "JobStart", "StartFrom", "active_artifact",
+def active_change_note(result: dict[str, Any]) -> str | None:
+    """A finished job's note when the active version changed between its creation and its run (a promotion or
+    rollback by hand): it continued the version active when it was created and was gated against the one active
+    when it ran, which is what a promotion would replace."""
+    if not result.get("active_changed"):
+        return None
+    return (f"the active version changed while the job waited: it continued {result.get('continued')} (active when "
+            f"the job was created) and was compared with {result.get('compared_with')} (active when it ran)")
+
+
+__all__ = ["CONTINUE_EPOCHS", "active_change_note", "CONTINUE_LEARNING_RATE", "START_FROM", "JobStart", "StartFrom", "active_artifact",
            "continuable", "describe_start", "job_parameters", "plan_start", "lost_recipe", "read_recipe", "recorded_more_data", "recorded_teachers"]

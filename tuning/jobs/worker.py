@@ -122,6 +122,12 @@ class _Run:
                             threshold=settings.confidence_threshold, batch_size=settings.batch_size,
                             gated=(*GATED_SETS, *gate_sets))
         metrics = decision.version_metrics()
+        continued = job.parameters.get("init_prompt")
+        moved = continued is not None and compare_with is not None and \
+            Path(continued).resolve() != Path(compare_with).resolve()
+        if moved:  # promoted or rolled back by hand between the job's creation and its run
+            log.warning("tuning job %s continued %s, active when it was created; it is compared with %s, active now",
+                        job.id, continued, compare_with)
         update_metadata(staging, metrics=metrics, gate=decision.to_json(), dev_file=str(dev_path))
         self.check_stop()  # the last point a cancel is honoured: from here on the version is registered
         self.phase("registering")
@@ -143,6 +149,9 @@ class _Run:
                 "auto_promote": job.options.get("auto_promote", True), "corrections_marked": marked,
                 "training_set": assembled.summary(), "gate": decision.to_json(),
                 "more_data": {str(p): len(e) for p, e in more.items()},
+                # what it continued was read when the job was created, what it is compared with when it ran
+                "continued": continued, "compared_with": None if compare_with is None else str(compare_with),
+                "active_changed": moved,
                 "epoch_losses": result.epoch_losses, "val_losses": result.val_losses, "best_epoch": result.best_epoch,
                 "train_seconds": round(result.seconds, 1)}
 
