@@ -66,7 +66,7 @@ class ChromaGrounder:
             self._generation = current
         return self._client
 
-    def _collection(self, name: str) -> Collection:
+    def _collection(self, name: str) -> tuple[Collection, int]:
         from rag.store import INGEST_HINT, WHAT, collection, connection_errors, location
 
         client = self._connect()
@@ -77,7 +77,7 @@ class ChromaGrounder:
             raise RetrievalUnavailable(f"lost the {location(self.settings)}: {exc}") from exc
         if not count:
             raise RetrievalUnavailable(f"the {WHAT[name]} in {location(self.settings)} is empty: {INGEST_HINT[name]}")
-        return col
+        return col, count
 
     @staticmethod
     def _embed(texts: list[str]) -> list:
@@ -86,18 +86,27 @@ class ChromaGrounder:
 
         return list(ChromaMiniLM()(texts))
 
-    def _query(self, name: str, texts: list[str], n: int) -> list[list[tuple[str, str, dict, float]]]:
-        """For each text, the n nearest entries as (id, document, metadata, cosine similarity)."""
+    def _query(self, name: str, texts: list[str], n: int, memo: dict | None = None,
+               documents: bool = True) -> list[list[tuple[str, str, dict, float]]]:
+        """For each text, the n nearest entries as (id, document, metadata, cosine similarity). `memo`: shared by
+        the queries of one batch, so its texts are embedded once for every collection asked. `documents` False:
+        the entries' documents are not fetched (given as "")."""
         from rag.store import connection_errors, location, query_in_chunks
 
         with self._lock:
-            col = self._collection(name)
+            col, count = self._collection(name)
+            vectors = (memo or {}).get("vectors")
+            if vectors is None:
+                vectors = self._embed(texts)
+                if memo is not None:
+                    memo["vectors"] = vectors
             try:
-                found = query_in_chunks(col, self._embed(texts), min(n, col.count()))
+                found = query_in_chunks(col, vectors, min(n, count), documents)
             except connection_errors() as exc:
                 raise RetrievalUnavailable(f"lost the {location(self.settings)}: {exc}") from exc
+        every_doc = found.get("documents") or [[None] * len(ids) for ids in found["ids"]]
         results = []
-        for ids, docs, metas, dists in zip(found["ids"], found["documents"], found["metadatas"], found["distances"]):
+        for ids, docs, metas, dists in zip(found["ids"], every_doc, found["metadatas"], found["distances"]):
             results.append([(i, d or "", m or {}, round(1.0 - float(x), 4)) for i, d, m, x in zip(ids, docs, metas, dists)])
         return results
 
@@ -110,9 +119,10 @@ class ChromaGrounder:
         """search_policy for many texts in one batch (evaluation)."""
         return [[p for p, _ in hits] for hits in self.policy_hits_many(texts, k)]
 
-    def policy_hits_many(self, texts: list[str], k: int) -> list[list[tuple[Passage, str]]]:
-        """For each text, (passage, its prompt line) of the k best policy documents; one query for all."""
-        return [self._best_documents(rows, k) for rows in self._query(POLICIES, list(texts), k * 8)]
+    def policy_hits_many(self, texts: list[str], k: int, memo: dict | None = None) -> list[list[tuple[Passage, str]]]:
+        """For each text, (passage, its prompt line) of the k best policy documents; one query for all. A chunk's
+        text is read from its metadata, so its document is not fetched."""
+        return [self._best_documents(rows, k) for rows in self._query(POLICIES, list(texts), k * 8, memo, False)]
 
     @staticmethod
     def _best_documents(rows, k: int) -> list[tuple[Passage, str]]:
@@ -130,11 +140,12 @@ class ChromaGrounder:
         """The k most similar labeled complaints; exclude_self drops the complaint itself."""
         return self.search_precedents_many([text], k, exclude_self=exclude_self)[0]
 
-    def search_precedents_many(self, texts: list[str], k: int, *, exclude_self: bool = False) -> list[list[Passage]]:
+    def search_precedents_many(self, texts: list[str], k: int, *, exclude_self: bool = False,
+                               memo: dict | None = None) -> list[list[Passage]]:
         from rag.precedents import precedent_id
 
         out = []
-        for text, rows in zip(texts, self._query(PRECEDENTS, list(texts), k + 1 if exclude_self else k)):
+        for text, rows in zip(texts, self._query(PRECEDENTS, list(texts), k + 1 if exclude_self else k, memo)):
             own = precedent_id(text)
             found = [Passage(pid, str(meta.get("departments", "")), document, score, "precedent",
                              str(meta["source_id"]) if meta.get("source_id") else None,
@@ -146,7 +157,7 @@ class ChromaGrounder:
     def rule_documents(self) -> dict[int, set[str]]:
         """Rule number -> ids of the documents that state it (from each document's front matter)."""
         with self._lock:
-            found = self._collection(POLICIES).get(include=["metadatas"])
+            found = self._collection(POLICIES)[0].get(include=["metadatas"])
         rules: dict[int, set[str]] = {}
         for meta in found["metadatas"] or []:
             for rule in filter(None, str((meta or {}).get("rule", "")).split(",")):
@@ -161,12 +172,13 @@ class ChromaGrounder:
     def ground_many(self, texts: list[str], *, policy: bool = True, precedents: bool = False,
                     exclude_self: bool = False, policy_k: int | None = None,
                     precedents_k: int | None = None) -> list[Grounding]:
-        """ground() for many complaints: one query (so one embedding call) per collection for the whole batch."""
+        """ground() for many complaints: one embedding call for the whole batch, one query per collection."""
         texts = list(texts)
         policy_k = policy_k or self.settings.rag_top_k
         precedents_k = precedents_k or self.settings.precedents_k
-        hits = self.policy_hits_many(texts, policy_k) if policy else [None] * len(texts)
-        found = self.search_precedents_many(texts, precedents_k, exclude_self=exclude_self) if precedents \
+        memo: dict = {}  # the batch's embeddings, computed by the first query and reused by the second
+        hits = self.policy_hits_many(texts, policy_k, memo) if policy else [None] * len(texts)
+        found = self.search_precedents_many(texts, precedents_k, exclude_self=exclude_self, memo=memo) if precedents \
             else [None] * len(texts)
         return [compose(h, f) for h, f in zip(hits, found)]
 

@@ -152,10 +152,10 @@ def _count(client: ClientAPI, status: dict) -> None:
         status["corrections"] = kinds.count(CORRECTION)
 
 
-def query_in_chunks(col: Collection, vectors: list, n: int) -> dict:
+def query_in_chunks(col: Collection, vectors: list, n: int, documents: bool = True) -> dict:
     """col.query for many query embeddings, split into as many queries as QUERY_VARIABLES allows; the results
-    in the order of `vectors`, as one query would give them."""
-    include = ["documents", "metadatas", "distances"]
+    in the order of `vectors`, as one query would give them (without "documents" when `documents` is False)."""
+    include = ["documents", "metadatas", "distances"] if documents else ["metadatas", "distances"]
     step = max(1, QUERY_VARIABLES // max(1, n))
     found: dict = {key: [] for key in ("ids", *include)}
     for start in range(0, len(vectors), step):

@@ -82,7 +82,7 @@ def test_batched_grounding_embeds_once_and_equals_one_at_a_time(tmp_path, encode
     real = type(encoder).embed
     monkeypatch.setattr(type(encoder), "embed", lambda self, batch: calls.append(len(batch)) or real(self, batch))
     batched = grounder.ground_many(texts, policy=True, precedents=True)
-    assert calls == [4, 4]  # one embedding call per collection for the whole batch
+    assert calls == [4]  # one embedding call for the whole batch, reused by both collections' queries
     assert [g.context for g in batched] == [g.context for g in single]
     assert [[p.doc_id for p in g.passages] for g in batched] == [[p.doc_id for p in g.passages] for g in single]
 
@@ -108,7 +108,7 @@ def test_a_batch_too_big_for_one_chroma_query_is_split_but_embedded_once(tmp_pat
                         lambda self, **kw: queries.append(len(kw["query_embeddings"])) or real_query(self, **kw))
     monkeypatch.setattr(rag.store, "QUERY_VARIABLES", 7)  # a text or two per query
     split = ChromaGrounder(settings).ground_many(texts, policy=True, precedents=True)
-    assert embeds == [6, 6]  # still one embedding call per collection
+    assert embeds == [6]  # still one embedding call for the batch
     assert len(queries) > 2 and sum(queries) == 12 and max(queries) <= 2  # but several queries
     assert [g.context for g in split] == [g.context for g in whole]
     queries.clear()
