@@ -175,5 +175,6 @@ def active_change_note(result: dict[str, Any]) -> str | None:
             f"the job was created) and was compared with {result.get('compared_with')} (active when it ran)")
 
 
-__all__ = ["CONTINUE_EPOCHS", "active_change_note", "CONTINUE_LEARNING_RATE", "START_FROM", "JobStart", "StartFrom", "active_artifact",
+__all__ = ["CONTINUE_EPOCHS", "CONTINUE_LEARNING_RATE", "START_FROM", "JobStart", "StartFrom", "active_artifact",
+           "active_change_note",
            "continuable", "describe_start", "job_parameters", "plan_start", "lost_recipe", "read_recipe", "recorded_more_data", "recorded_teachers"]
