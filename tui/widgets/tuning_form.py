@@ -19,7 +19,7 @@ SKIPPED = {"init_text", "context", "simulated_corrections", "init_adapter", "ini
            "cross_teacher", "teacher_weight", "split_seed"}
 
 
-SHORT_NAMES = {"early_stopping_patience": "early stop patience"}
+SHORT_NAMES = {"early_stopping_patience": "early stop patience", "selective_backprop": "selective bp"}
 
 
 def field_label(name: str) -> str:
