@@ -52,7 +52,6 @@ def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Ca
         rows, positions, decisions = decision_reads(items)
         with autocast:
             terms = decision_losses(hidden, rows, positions, decisions, weight, bias)
-        floors = [target_entropy(d) for d in decisions]
     else:
         rows, positions, targets = [], [], []
         for n, item in enumerate(items):
@@ -66,8 +65,8 @@ def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Ca
         with autocast:
             logits = torch.nn.functional.linear(picked, weight, bias).float()
         terms = torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=device), reduction="none")
-        floors = [0.0] * len(rows)
-    if report is not None:
+    if report is not None:  # only then: the floors are a Python loop over the batch's decisions
+        floors = [target_entropy(d) for d in decisions] if loss == "decisions" else [0.0] * len(rows)
         report(per_example_excess(terms.detach(), floors, rows, len(items)))
     return terms.mean()
 

@@ -59,7 +59,8 @@ def teacher_split_warning(teacher_path: str | Path, examples: Sequence[Example],
         return (f"the teacher {teacher_path} trained on {seen} of this tune's {len(own_val)} validation complaints "
                 "(in its own training files), so the validation exact-set is optimistic")
     teacher = TuningConfig.model_validate(metadata["parameters"])
-    if teacher.val_fraction <= 0:
+    _, teacher_val = split_validation(examples, teacher.val_fraction, teacher.validation_seed)
+    if not teacher_val:  # a fraction of 0, or a file too small to hold any out
         advice = "the teacher held out no validation split"
     else:
         advice = (f"--split-seed {teacher.validation_seed} with --val-fraction at most {teacher.val_fraction} "
