@@ -72,13 +72,6 @@ class TuningConfig(BaseModel):
         "preference for those whose loss was highest when last trained on (selective backprop, Jiang et al. 2019; "
         "tuning.selective_backprop); 1 = every example every epoch. Such an epoch costs this share of a full one.",
     )
-    answer_gradient_epochs: int = Field(
-        0, ge=0, le=50,
-        description="late-prompt: the first N epochs train through the answer's positions only "
-        "(tuning.answer_gradients: the complaint's states in the prompted layers computed without gradients; the "
-        "same loss, an approximate gradient, a cheaper step), the rest through every position. 0 = every epoch full. "
-        "Llama-architecture models only.",
-    )
     teacher: str | None = Field(
         None,
         description="late-prompt: a tuned artifact directory (e.g. the LoRA adapter) whose probabilities for each "
@@ -180,10 +173,6 @@ class TuningConfig(BaseModel):
             raise ValueError("init_adapter: only a LoRA tune can start from a LoRA adapter")
         if self.teacher is not None and self.method != "late-prompt":
             raise ValueError("teacher: only a late-prompt tune learns from a teacher's decisions")
-        if self.answer_gradient_epochs and self.method != "late-prompt":
-            raise ValueError("answer_gradient_epochs: only a late-prompt tune can limit its gradients to the answer")
-        if self.answer_gradient_epochs > self.epochs:
-            raise ValueError(f"answer_gradient_epochs {self.answer_gradient_epochs} is more than epochs {self.epochs}")
         if self.selective_backprop < 1 and self.method != "late-prompt":
             raise ValueError("selective_backprop: only a late-prompt tune records each example's loss")
         if self.cross_teacher is not None and self.teacher is None:
@@ -255,8 +244,6 @@ def describe_method(config: TuningConfig) -> str:
         return f"LoRA adapters (rank {config.lora_rank}, every linear layer; not a soft prompt)"
     if config.method == "late-prompt":
         return (f"a late soft prompt ({config.num_virtual_tokens} virtual tokens, learned keys/values at layers "
-                f">= {config.prompt_layer}, {config.prompt_loss} loss"
-                + (f", gradients through the answer only in epochs 1-{config.answer_gradient_epochs})"
-                   if config.answer_gradient_epochs else ")"))
+                f">= {config.prompt_layer}, {config.prompt_loss} loss)")
     where = "keys/values at every layer" if config.method == "prefix" else "input embeddings"
     return f"a PEFT {config.method}-tuning soft prompt ({config.num_virtual_tokens} virtual tokens, {where})"

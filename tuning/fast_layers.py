@@ -44,13 +44,8 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def decoder_layer(hidden: torch.Tensor, w: dict[str, torch.Tensor], prefix_keys: torch.Tensor,
                   prefix_values: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
-                  heads: int, kv_heads: int, eps: float,
-                  between: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  keep: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
-    """One Llama decoder layer over `hidden` [b, t, d] with learned keys/values [1, kv_heads, n, hd] in front.
-
-    `between`: keys/values [b, kv_heads, m, hd] placed after the prefix and before `hidden`'s own (the mask's
-    columns follow that order); `keep`: gets this layer's own rotated keys/values appended."""
+                  heads: int, kv_heads: int, eps: float) -> torch.Tensor:
+    """One Llama decoder layer over `hidden` [b, t, d] with learned keys/values [1, kv_heads, n, hd] in front."""
     b, t, d = hidden.shape
     hd = w["q"].shape[0] // heads
     x = _rms(hidden, w["input_norm"], eps)
@@ -60,14 +55,8 @@ def decoder_layer(hidden: torch.Tensor, w: dict[str, torch.Tensor], prefix_keys:
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     q = q * cos + _rotate_half(q) * sin
     k = k * cos + _rotate_half(k) * sin
-    if keep is not None:
-        keep.append((k, v))
-    front_k, front_v = [prefix_keys.to(k.dtype).expand(b, -1, -1, -1)], [prefix_values.to(v.dtype).expand(b, -1, -1, -1)]
-    if between is not None:
-        front_k.append(between[0].to(k.dtype))
-        front_v.append(between[1].to(v.dtype))
-    k = torch.cat((*front_k, k), dim=2)
-    v = torch.cat((*front_v, v), dim=2)
+    k = torch.cat((prefix_keys.to(k.dtype).expand(b, -1, -1, -1), k), dim=2)
+    v = torch.cat((prefix_values.to(v.dtype).expand(b, -1, -1, -1), v), dim=2)
     groups = heads // kv_heads
     k = k[:, :, None].expand(-1, -1, groups, -1, -1).reshape(b, heads, -1, hd)  # transformers' repeat_kv
     v = v[:, :, None].expand(-1, -1, groups, -1, -1).reshape(b, heads, -1, hd)

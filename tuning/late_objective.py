@@ -22,25 +22,14 @@ def _stack_states(items: Sequence[CachedExample]) -> torch.Tensor:
 
 
 def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], autocast,
-                 dropout: float = 0.0, upper: UpperLayers | None = None, answer_only: bool = False) -> torch.Tensor:
+                 dropout: float = 0.0, upper: UpperLayers | None = None) -> torch.Tensor:
     """Final-norm hidden states [b, t, d] of a batch, from its cached layer-K states through the learned prompt.
-    `upper`: the same layers as plain arithmetic (`tuning.fast_layers`); None: transformers' own layers.
-    `answer_only`: gradients through each row's answer positions only (`tuning.answer_gradients`; needs `upper`)."""
+    `upper`: the same layers as plain arithmetic (`tuning.fast_layers`); None: transformers' own layers."""
     with autocast:
         hidden = _stack_states(items)
         compute = torch.bfloat16 if hidden.dtype == torch.bfloat16 else torch.float32
         hidden = hidden.to(compute)
-        if answer_only:
-            if upper is None:
-                raise ValueError("answer-only gradients run on the plain-arithmetic layers (a Llama-architecture model)")
-            from tuning.answer_gradients import answer_gradient_run, answer_windows
-
-            starts, width = answer_windows([len(i.prompt) for i in items], [i.states.shape[0] for i in items],
-                                           hidden.shape[1])
-            _, (cos, sin), mask = layer_inputs(parts, hidden, prompt.length, dropout)
-            with torch.autocast(hidden.device.type, enabled=False):
-                hidden = answer_gradient_run(upper, hidden, prompt.learned(), cos, sin, mask, starts, width)
-        elif upper is None:
+        if upper is None:
             hidden = run_layers(parts, hidden, prompt.first_layer, len(parts.layers), prompt.learned(), prompt.length,
                                 dropout)
         else:
@@ -52,12 +41,11 @@ def upper_hidden(parts: DecoderParts, prompt: LatePrompt, items: Sequence[Cached
 
 def late_prompt_loss(parts: DecoderParts, prompt: LatePrompt, items: Sequence[CachedExample], loss: str,
                      autocast, dropout: float = 0.0, upper: UpperLayers | None = None,
-                     report: Callable[[list[float]], None] | None = None, answer_only: bool = False) -> torch.Tensor:
+                     report: Callable[[list[float]], None] | None = None) -> torch.Tensor:
     """`decisions`: cross-entropy of each choice the constrained decoder makes (restricted softmax);
     `lm`: the causal LM loss on every answer token (full vocabulary). `report`: called with each example's
-    mean loss above what its targets allow (`per_example_excess`), e.g. for selective backprop. `answer_only`: see
-    `upper_hidden`."""
-    hidden = upper_hidden(parts, prompt, items, autocast, dropout, upper, answer_only)
+    mean loss above what its targets allow (`per_example_excess`), e.g. for selective backprop."""
+    hidden = upper_hidden(parts, prompt, items, autocast, dropout, upper)
     weight = parts.head.weight
     bias = getattr(parts.head, "bias", None)
     if loss == "decisions":

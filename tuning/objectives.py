@@ -101,11 +101,6 @@ class LatePromptObjective:
         if config.prompt_layer >= len(self.parts.layers):
             raise ValueError(f"prompt_layer {config.prompt_layer} is outside 0 to {len(self.parts.layers) - 1} "
                              f"for this model ({len(self.parts.layers)} decoder layers)")
-        if config.answer_gradient_epochs:  # refused before minutes of caching, not after
-            from tuning.fast_layers import unsupported
-
-            if (reason := unsupported(base.model)) is not None:
-                raise ValueError(f"answer_gradient_epochs needs a Llama-architecture model ({reason}); use 0")
         self.init_text = config.init_text or INSTRUCTION
         self.init_ids = init_ids(base.tokenizer, self.init_text, config.num_virtual_tokens)
         start = None
@@ -136,9 +131,7 @@ class LatePromptObjective:
                                                  autocast, report)
             taught = [ex.input not in label_only for ex in train_set]  # e.g. supervisors' corrections: label alone
             self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight, taught)
-        self.upper = upper_layers(base.model, self.parts, config.prompt_layer, dtype,
-                                  needed=config.answer_gradient_epochs > 0)
-        self.epoch = 1  # the training loop's (`start_epoch`): the first answer_gradient_epochs learn through answers
+        self.upper = upper_layers(base.model, self.parts, config.prompt_layer, dtype)
         self.example_losses: dict[int, float] = {}  # id(training item) -> its loss when last trained on
         self.val_set = list(val_set)
         self.val_contexts = list(val_contexts) if val_contexts else None  # routed with them, as serving will
@@ -149,9 +142,6 @@ class LatePromptObjective:
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.prompt.parameters())
 
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def loss(self, items) -> torch.Tensor:
         from tuning.late_objective import late_prompt_loss
 
@@ -160,9 +150,8 @@ class LatePromptObjective:
         if self.prompt.training and self.config.selective_backprop < 1:  # each example's loss, for the next epochs
             def report(losses: list[float]) -> None:
                 self.example_losses.update(zip(map(id, items), losses))
-        answer_only = self.prompt.training and self.epoch <= self.config.answer_gradient_epochs
         return late_prompt_loss(self.parts, self.prompt, items, self.config.prompt_loss,
-                                autocast_for(self.config, self.device), dropout, self.upper, report, answer_only)
+                                autocast_for(self.config, self.device), dropout, self.upper, report)
 
     def backward(self, items, scale: float = 1.0) -> float:
         """Add scale x the batch's gradients to `.grad` (one shard per core); the batch's loss."""
@@ -210,13 +199,12 @@ class LatePromptObjective:
                          self.init_ids, self.init_text)
 
 
-def upper_layers(model, parts, first: int, dtype: torch.dtype, needed: bool = False):
+def upper_layers(model, parts, first: int, dtype: torch.dtype):
     """A late prompt's training layers as plain arithmetic (`tuning.fast_layers`, ~1.25x per step) where the model
-    is a Llama on the CPU, else None (transformers' own layers). `needed` (answer-only gradients run on them alone):
-    a Llama on any device."""
+    is a Llama on the CPU, else None (transformers' own layers)."""
     from tuning.fast_layers import UpperLayers, unsupported
 
-    if unsupported(model) is not None or (device_of(model).type != "cpu" and not needed):
+    if unsupported(model) is not None or device_of(model).type != "cpu":
         return None
     return UpperLayers(model, parts.layers, first, len(parts.layers), dtype)
 

@@ -180,8 +180,6 @@ def train(
     result.cache_seconds = loop_started - started
     for epoch in range(1, config.epochs + 1):
         epoch_loss, seen = 0.0, 0
-        if hasattr(objective, "start_epoch"):  # a late prompt's gradient can depend on the epoch
-            objective.start_epoch(epoch)
         trained = epoch_examples(train_items, getattr(objective, "example_losses", {}), sizes[epoch - 1], rng)
         batches = epoch_batches(trained, config.batch_size, rng)
         for index, items in enumerate(batches):

@@ -59,9 +59,6 @@ def _progress_printer(stream):
 @click.option("--selective-backprop", type=float, default=None,
               help="late-prompt: share of the training examples each epoch after the first trains on, mostly those "
               f"with the highest loss when last seen (0.05-1, default {_default('selective_backprop')} = all).")
-@click.option("--answer-gradient-epochs", type=int, default=None,
-              help="late-prompt: the first N epochs learn through the answer's positions only (a cheaper step, an "
-              f"approximate gradient), the rest through every position (default {_default('answer_gradient_epochs')}).")
 @click.option("--teacher", type=click.Path(exists=True, file_okay=False), default=None,
               help="late-prompt: a LoRA artifact whose probabilities for each decoder decision join the targets "
               "(distillation), e.g. router/artifacts/smollm2-complaints; it must not have trained on the validation split.")
