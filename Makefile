@@ -10,7 +10,7 @@ REFERENCE_1 := Where are the 2 extra sets of sheets that are supposed to come wi
 REFERENCE_2 := I see a 2-door model in your TV ad, but why is that not available?
 REFERENCE_3 := I could not get someone on the phone who could fix my problems! Your so-called "SMEs" are just not helpful.
 
-.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-corrections tune-corrections-late-prompt tune-prompt-ensemble scenario clean
+.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-late-prompt-single tune-corrections tune-corrections-late-prompt tune-prompt-ensemble scenario clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -53,6 +53,12 @@ tune-late-prompt: install
 	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 4 --epochs 3 --learning-rate 0.02 --init-prompt $(LATE_PROMPT_R4) --out $(LATE_PROMPT_R5) --method late-prompt --version smollm2-complaints-late-prompt-r5
 	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --more-data data/complaints_more2_train.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 4 --epochs 3 --learning-rate 0.02 --init-prompt $(LATE_PROMPT_R5) --out router/artifacts/smollm2-complaints-late-prompt --method late-prompt --dev data/dev.jsonl --version smollm2-complaints-late-prompt-r5m
 	rm -rf $(LATE_PROMPT_R4) $(LATE_PROMPT_R5)
+
+# One tune of ~19 min (D11 in the README): the late prompt from layer 8, 40 positions, 4 epochs, distilled from LoRA
+# r3, on r5m's data; shipped beside the default as smollm2-complaints-late-prompt-single
+LATE_PROMPT_SINGLE ?= router/artifacts/smollm2-complaints-late-prompt-single
+tune-late-prompt-single: install
+	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --more-data data/complaints_more2_train.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 8 --epochs 4 --num-virtual-tokens 40 --method late-prompt --out $(LATE_PROMPT_SINGLE) --version smollm2-complaints-late-prompt-single
 
 # The prompt ensemble e4: r5 and r4 (the shipped late prompts before r5m, kept as members of the shipped ensemble; the
 # first two runs of tune-late-prompt) and a fresh tune of the r3 recipe (layer 8, 6 epochs; ~20 min), into a new directory beside the
