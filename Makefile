@@ -55,7 +55,8 @@ tune-late-prompt: install
 	rm -rf $(LATE_PROMPT_R4) $(LATE_PROMPT_R5)
 
 # One tune of ~19 min (D11 in the README): the late prompt from layer 8, 40 positions, 4 epochs, distilled from LoRA
-# r3, on r5m's data; shipped beside the default as smollm2-complaints-late-prompt-single
+# r3, on r5m's data; shipped beside the default as smollm2-complaints-late-prompt-single (the shipped copy's version
+# name is smollm2-complaints-late-prompt-d11, the run that made it; this target makes the same prompt bit for bit)
 LATE_PROMPT_SINGLE ?= router/artifacts/smollm2-complaints-late-prompt-single
 tune-late-prompt-single: install
 	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --more-data data/complaints_more2_train.jsonl --teacher router/artifacts/smollm2-complaints --prompt-layer 8 --epochs 4 --num-virtual-tokens 40 --method late-prompt --out $(LATE_PROMPT_SINGLE) --version smollm2-complaints-late-prompt-single
