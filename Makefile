@@ -77,13 +77,10 @@ tune-prompt-ensemble: install
 tune-corrections: install
 	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections --method lora --context precedents --simulate-corrections 0.3 --init-adapter router/artifacts/smollm2-complaints --epochs 1 --version smollm2-complaints-corrections
 
-# The same as a soft prompt: the late prompt r4 (the ensemble member) taught to read precedents, 2 epochs (run A), then 2 more from A
-# (run B, shipped); two declared runs, about 25 min
-CORRECTIONS_A := $(CURDIR)/.corrections-late-prompt-a
+# The same as a soft prompt: the default late prompt r5m taught to read precedents shown by their departments alone
+# (--precedent-chars 0: a third of the prompt tokens), 4 epochs, about 12 min (run P1, shipped)
 tune-corrections-late-prompt: install
-	$(BIN)/triage tune --data data/complaints.jsonl --out $(CORRECTIONS_A) --method late-prompt --init-prompt $(MEMBERS)/smollm2-complaints-late-prompt-r4 --prompt-layer 4 --context precedents --simulate-corrections 0.3 --epochs 2 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt
-	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt $(CORRECTIONS_A) --prompt-layer 4 --context precedents --simulate-corrections 0.3 --epochs 2 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt-b
-	rm -rf $(CORRECTIONS_A)
+	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt router/artifacts/smollm2-complaints-late-prompt --prompt-layer 4 --context precedents --precedent-chars 0 --simulate-corrections 0.3 --epochs 4 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt-compact
 
 # Corrections act at once (data/scenario/RULE.md): before/after table, no retrain
 scenario: install

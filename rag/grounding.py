@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from router.retrieval import Grounding, RetrievalUnavailable
 from rag.names import CORRECTION, POLICIES, PRECEDENTS
 from router.results import Passage
+from router.served_context import PRECEDENT_CHARS  # one past complaint in the prompt, by default
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 SUMMARY_CHARS = 160  # one policy line in the prompt
 SNIPPET_CHARS = 300  # a cited passage
-PRECEDENT_CHARS = 160  # one past complaint in the prompt
 
 
 def _cut(text: str, limit: int) -> str:
@@ -165,14 +165,16 @@ class ChromaGrounder:
         return rules
 
     def ground(self, text: str, *, policy: bool = True, precedents: bool = False, exclude_self: bool = False,
-               policy_k: int | None = None, precedents_k: int | None = None) -> Grounding:
+               policy_k: int | None = None, precedents_k: int | None = None,
+               precedent_chars: int | None = None) -> Grounding:
         return self.ground_many([text], policy=policy, precedents=precedents, exclude_self=exclude_self,
-                                policy_k=policy_k, precedents_k=precedents_k)[0]
+                                policy_k=policy_k, precedents_k=precedents_k, precedent_chars=precedent_chars)[0]
 
     def ground_many(self, texts: list[str], *, policy: bool = True, precedents: bool = False,
                     exclude_self: bool = False, policy_k: int | None = None,
-                    precedents_k: int | None = None) -> list[Grounding]:
-        """ground() for many complaints: one embedding call for the whole batch, one query per collection."""
+                    precedents_k: int | None = None, precedent_chars: int | None = None) -> list[Grounding]:
+        """ground() for many complaints: one embedding call for the whole batch, one query per collection;
+        precedent_chars: how much of each precedent's complaint the prompt shows (None: PRECEDENT_CHARS, 0: none)."""
         texts = list(texts)
         policy_k = policy_k or self.settings.rag_top_k
         precedents_k = precedents_k or self.settings.precedents_k
@@ -180,7 +182,8 @@ class ChromaGrounder:
         hits = self.policy_hits_many(texts, policy_k, memo) if policy else [None] * len(texts)
         found = self.search_precedents_many(texts, precedents_k, exclude_self=exclude_self, memo=memo) if precedents \
             else [None] * len(texts)
-        return [compose(h, f) for h, f in zip(hits, found)]
+        chars = PRECEDENT_CHARS if precedent_chars is None else precedent_chars
+        return [compose(h, f, chars) for h, f in zip(hits, found)]
 
 
 def policy_block(hits: list[tuple[Passage, str]]) -> str:
@@ -189,24 +192,30 @@ def policy_block(hits: list[tuple[Passage, str]]) -> str:
 
 
 CORRECTED = "Complaint (corrected by a supervisor)"  # how the prompt marks a correction among the precedents
+CORRECTED_LABEL = " (corrected by a supervisor)"  # the same, for precedents shown by their departments alone
 
 
-def precedents_block(found: list[Passage]) -> str:
+def precedents_block(found: list[Passage], chars: int = PRECEDENT_CHARS) -> str:
     """Labeled precedents as the prompt shows them (training builds the same block: rag.training_context);
-    a supervisor's correction is marked as one."""
-    lines = [f"{CORRECTED if p.corrected else 'Complaint'}: {_cut(p.snippet, PRECEDENT_CHARS)}\nDepartments: {p.title}"
-             for p in found]
+    a supervisor's correction is marked as one. Each shows its complaint cut to `chars` characters, or, with
+    chars = 0, its departments alone (a third of the tokens; retrieval already judged the similarity)."""
+    if chars == 0:
+        lines = [f"Departments{CORRECTED_LABEL if p.corrected else ''}: {p.title}" for p in found]
+    else:
+        lines = [f"{CORRECTED if p.corrected else 'Complaint'}: {_cut(p.snippet, chars)}\nDepartments: {p.title}"
+                 for p in found]
     return "Similar past complaints:\n" + "\n".join(lines)
 
 
-def compose(policy_hits: list[tuple[Passage, str]] | None, precedents: list[Passage] | None) -> Grounding:
+def compose(policy_hits: list[tuple[Passage, str]] | None, precedents: list[Passage] | None,
+            precedent_chars: int = PRECEDENT_CHARS) -> Grounding:
     """One complaint's context: policy lines first, then precedents (either may be absent)."""
     blocks, passages = [], []
     if policy_hits is not None:
         blocks.append(policy_block(policy_hits))
         passages += [p for p, _ in policy_hits]
     if precedents is not None:
-        blocks.append(precedents_block(precedents))
+        blocks.append(precedents_block(precedents, precedent_chars))
         passages += precedents
     return Grounding("\n\n".join(blocks), passages)
 

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
-from rag.grounding import ChromaGrounder, compose
+from rag.grounding import PRECEDENT_CHARS, ChromaGrounder, compose
 from rag.store import query_in_chunks
 from router.dataset import Example, normalize
 from router.results import Passage
@@ -119,6 +119,7 @@ class TrainingContexts:
     precedents_k: int
     simulated_corrections: float = 0.0  # share of examples given a simulated correction (rag.simulated_corrections)
     seed: int = 0
+    precedent_chars: int = PRECEDENT_CHARS  # how much of each precedent's complaint the prompt shows (0: none)
     made: dict | None = None  # how many simulated corrections the last build made, per split
 
     def build(self, settings, train_set: Sequence[Example], val_set: Sequence[Example],
@@ -156,7 +157,7 @@ class TrainingContexts:
                 index.close()
             if self.simulated_corrections:
                 found, train_set, val_set = self._simulate(found, pool, train_set, val_set, on_progress)
-        contexts = [compose(h, f).context for h, f in zip(hits, found)]
+        contexts = [compose(h, f, self.precedent_chars).context for h, f in zip(hits, found)]
         return Built(contexts[: len(train_set)], contexts[len(train_set) :], train_set, val_set)
 
     def _simulate(self, found, pool, train_set, val_set, on_progress):
@@ -180,7 +181,7 @@ class TrainingContexts:
         if uses_policy(self.kind):
             data["policy_k"] = self.policy_k
         if uses_precedents(self.kind):
-            data.update(precedents_k=self.precedents_k, leave_out={
+            data.update(precedents_k=self.precedents_k, precedent_chars=self.precedent_chars, leave_out={
                 "near_duplicate_word_overlap": NEAR_DUPLICATE_WORDS, "near_duplicate_cosine": NEAR_DUPLICATE_COSINE})
             if self.simulated_corrections:
                 data["simulated_corrections"] = {"share": self.simulated_corrections, "seed": self.seed,

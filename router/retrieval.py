@@ -28,8 +28,12 @@ class Grounder(Protocol):
 
     def ground_many(self, texts: list[str], *, policy: bool = True, precedents: bool = False,
                     exclude_self: bool = False, policy_k: int | None = None,
-                    precedents_k: int | None = None) -> list[Grounding]:
-        """ground() for a batch of complaints (one embedding call per collection); k: None = the settings'."""
+                    precedents_k: int | None = None, precedent_chars: int | None = None) -> list[Grounding]:
+        """ground() for a batch of complaints (one embedding call per collection); k: None = the settings'.
+
+        precedent_chars: how much of each precedent's complaint the prompt shows (None: the default; 0: its
+        departments only), as the served artifact was tuned with.
+        """
 
 
 class RetrievalUnavailable(RuntimeError):

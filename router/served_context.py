@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NO_CONTEXT = {"kind": "none"}
+PRECEDENT_CHARS = 160  # characters of a precedent's complaint shown in the prompt, for artifacts that record none
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class ContextPlan:
     policy_k: int | None = None  # None: the settings' rag_top_k
     precedents_k: int | None = None  # None: the settings' precedents_k
     warning: str | None = None
+    precedent_chars: int | None = None  # None: PRECEDENT_CHARS; 0: a precedent's departments only
 
     @property
     def wanted(self) -> bool:
@@ -49,4 +51,5 @@ def plan_context(strategy: str, tuned, rag: bool, precedents: bool) -> ContextPl
                    "text it never saw in training (tune one with `triage tune --context ...`)")
     return ContextPlan(own_policy or bool(rag), own_precedents or bool(precedents),
                        context.get("policy_k") if own_policy else None,
-                       context.get("precedents_k") if own_precedents else None, warning)
+                       context.get("precedents_k") if own_precedents else None, warning,
+                       context.get("precedent_chars") if own_precedents else None)

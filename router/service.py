@@ -189,7 +189,8 @@ class RouterService:
         try:
             return self.grounder.ground_many(list(texts), policy=plan.policy, precedents=plan.precedents,
                                              exclude_self=exclude_self, policy_k=plan.policy_k,
-                                             precedents_k=plan.precedents_k), None
+                                             precedents_k=plan.precedents_k,
+                                             precedent_chars=plan.precedent_chars), None
         except RetrievalUnavailable as exc:
             log.warning("RAG unavailable (%s); routing without it", exc)
             return None, str(exc)

@@ -119,14 +119,16 @@ def test_a_batch_too_big_for_one_chroma_query_is_split_but_embedded_once(tmp_pat
     assert len(queries) >= 6
 
 
-def tune_with_context(base, train_file, out, settings, context="precedents", simulated_corrections=0.0):
+def tune_with_context(base, train_file, out, settings, context="precedents", simulated_corrections=0.0,
+                      precedent_chars=160):
     from tuning.artifacts import build_metadata, save_artifact
     from tuning.config import TuningConfig
     from tuning.train import train
 
     config = TuningConfig(method="lora", context=context, epochs=1, learning_rate=0.005, val_fraction=0.0, batch_size=4,
-                          simulated_corrections=simulated_corrections)
-    contexts = TrainingContexts(context, settings.rag_top_k, settings.precedents_k, simulated_corrections)
+                          simulated_corrections=simulated_corrections, precedent_chars=precedent_chars)
+    contexts = TrainingContexts(context, settings.rag_top_k, settings.precedents_k, simulated_corrections,
+                                precedent_chars=precedent_chars)
     seen = {}
 
     def context_for(train_set, val_set, pool):

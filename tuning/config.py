@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from router.served_context import PRECEDENT_CHARS
+
 
 LR_RANGES = {"late-prompt": (0.001, 0.5), "prompt": (0.01, 0.5), "prefix": (0.01, 0.5), "lora": (1e-5, 0.01)}
 DEFAULT_LR = {"late-prompt": 0.05, "prompt": 0.3, "prefix": 0.03, "lora": 0.001}
@@ -104,6 +106,12 @@ class TuningConfig(BaseModel):
         "supervisor's correction overrides what it learned; half as many get a correction that does not apply to "
         "them, whose target is unchanged. 0 = none.",
     )
+    precedent_chars: int = Field(
+        PRECEDENT_CHARS, ge=0, le=1000,
+        description="With precedents in the context: characters of each precedent's complaint the prompt shows "
+        "(cut at a word); 0 = its departments alone, a third of the prompt's tokens (retrieval has already judged "
+        "which complaints are similar). The artifact records it and serving shows precedents the same way.",
+    )
     init_adapter: str | None = Field(
         None,
         description="lora: start from this LoRA artifact's adapter weights (its rank and alpha are used) instead of "
@@ -185,6 +193,8 @@ class TuningConfig(BaseModel):
         if self.context != "none" and self.teacher is not None:
             raise ValueError("teacher: distillation reads the training examples without retrieved context; use "
                              "either --teacher or --context")
+        if self.precedent_chars != PRECEDENT_CHARS and self.context not in ("precedents", "both"):
+            raise ValueError("precedent_chars: it shapes retrieved precedents; use it with --context precedents or both")
         if self.simulated_corrections and self.context not in ("precedents", "both"):
             raise ValueError("simulated_corrections: corrections reach the model as precedents; use it with "
                              "--context precedents or both")

@@ -55,7 +55,10 @@ def _context_lines(meta: dict) -> list[str]:
     context = meta.get("context") or {}
     if context.get("kind", "none") == "none":
         return []
-    counts = ", ".join(f"{key} {context[key]}" for key in ("policy_k", "precedents_k") if key in context)
+    counts = ", ".join(f"{key} {context[key]}" for key in ("policy_k", "precedents_k", "precedent_chars")
+                       if key in context)
+    if context.get("precedent_chars") == 0:
+        counts += ": each precedent shown by its departments alone"
     lines = [f"- tuned with retrieved context `{context['kind']}` ({counts}); serving retrieves the same for every "
              "complaint (precedents in training came from the training split, each example without itself and its "
              "near-duplicates)"]

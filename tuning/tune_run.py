@@ -42,7 +42,7 @@ def training_contexts(config: TuningConfig, settings: Settings):
     from rag.training_context import TrainingContexts
 
     return TrainingContexts(config.context, settings.rag_top_k, settings.precedents_k,
-                            config.simulated_corrections, config.seed)
+                            config.simulated_corrections, config.seed, config.precedent_chars)
 
 
 def tune_artifact(service: RouterService, examples: Sequence[Example], config: TuningConfig, data_path: Path,

@@ -75,6 +75,9 @@ def _progress_printer(stream):
               help="With --context precedents|both: share of training examples rewritten as if a rule had just "
               "changed and a similar complaint had been corrected by a supervisor (0-0.5, default 0), so that "
               "corrections saved later change similar routings without a retrain.")
+@click.option("--precedent-chars", type=int, default=None,
+              help="With --context precedents|both: characters of each precedent's complaint shown in the prompt "
+              f"(0-1000, default {_default('precedent_chars')}); 0 = its departments alone, a third of the tokens.")
 @click.option("--init-prompt", type=click.Path(exists=True, file_okay=False), default=None,
               help="late-prompt: start from this late-prompt artifact's keys/values (same --prompt-layer and length).")
 @click.option("--init-adapter", type=click.Path(exists=True, file_okay=False), default=None,
