@@ -105,5 +105,3 @@ def test_a_late_prompt_can_start_from_a_tuned_one_of_the_same_shape(tokenizer, t
         TuningConfig(method="late-prompt", init_prompt=str(first), init_text="Route this.")
     with pytest.raises(ValueError, match="only a late-prompt tune"):
         TuningConfig(method="lora", init_prompt=str(first))
-    with pytest.raises(ValueError, match="either --teacher or --context"):
-        TuningConfig(method="late-prompt", context="precedents", teacher=str(lora))

@@ -190,9 +190,6 @@ class TuningConfig(BaseModel):
         if self.init_prompt is not None and (self.init_text is not None or self.init == "random"):
             raise ValueError("init_prompt: the starting prompt brings its own initialization text and values; "
                              "drop init_text and init=random")
-        if self.context != "none" and self.teacher is not None:
-            raise ValueError("teacher: distillation reads the training examples without retrieved context; use "
-                             "either --teacher or --context")
         if self.precedent_chars != PRECEDENT_CHARS and self.context not in ("precedents", "both"):
             raise ValueError("precedent_chars: it shapes retrieved precedents; use it with --context precedents or both")
         if self.simulated_corrections and self.context not in ("precedents", "both"):

@@ -88,10 +88,10 @@ class LatePromptObjective:
     def __init__(self, base: BaseModel, config: TuningConfig, train_set: Sequence[Example], train_items: Sequence[Encoded],
                  val_set: Sequence[Example], val_items: Sequence[Encoded],
                  on_cache: Callable[[int, int, float], None] | None = None, val_contexts: Sequence[str] | None = None,
-                 label_only: Collection[str] = ()):
+                 label_only: Collection[str] = (), teacher_inputs: Sequence[Encoded] | None = None):
         from tuning.late_prompt import DecoderParts, LatePrompt, eager_attention, init_ids, text_keys_values
         from tuning.late_objective import loss_terms
-        from tuning.layer_cache import cache_examples
+        from tuning.layer_cache import CachedExample, cache_examples
 
         if base.is_seq2seq:
             raise ValueError("--method late-prompt is for decoder-only models; use --method prompt for seq2seq")
@@ -127,8 +127,11 @@ class LatePromptObjective:
             from tuning.teacher import distillation_targets, with_teacher
 
             report = (lambda done, total, elapsed: on_cache(done, total, elapsed, "teacher")) if on_cache else None
-            probabilities = distillation_targets(base, config.teachers, self.train_items, list(train_set), pad,
-                                                 autocast, report)
+            reads = self.train_items  # what the teacher reads: each example as trained, or without its context
+            if teacher_inputs is not None:  # same answer, so the same decisions, read after the shorter prompt
+                reads = [CachedExample(encoded, item.decisions, item.states)
+                         for encoded, item in zip(teacher_inputs, self.train_items)]
+            probabilities = distillation_targets(base, config.teachers, reads, list(train_set), pad, autocast, report)
             taught = [ex.input not in label_only for ex in train_set]  # e.g. supervisors' corrections: label alone
             self.train_items = with_teacher(self.train_items, probabilities, config.teacher_weight, taught)
         self.upper = upper_layers(base.model, self.parts, config.prompt_layer, dtype)
@@ -210,10 +213,10 @@ def upper_layers(model, parts, first: int, dtype: torch.dtype):
 
 
 def build_objective(base: BaseModel, config: TuningConfig, train_set, train_items, val_set, val_items, on_cache=None,
-                    val_contexts=None, label_only: Collection[str] = ()):
+                    val_contexts=None, label_only: Collection[str] = (), teacher_inputs=None):
     if config.method == "late-prompt":
         return LatePromptObjective(base, config, train_set, train_items, val_set, val_items, on_cache, val_contexts,
-                                   label_only)
+                                   label_only, teacher_inputs)
     return PeftObjective(base, config, train_items, val_items)
 
 

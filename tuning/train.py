@@ -146,14 +146,18 @@ def train(
     parts = tuned_prompt(base.is_seq2seq)
     pool, val_set = split_validation(examples, config.val_fraction, config.validation_seed)
     train_set = trained_sample(pool, config)
-    if more and config.context != "none":
-        raise ValueError("more training data with --context is not supported: precedents come from the training file")
-    train_set = train_set + list(more)
+    train_set = train_set + list(more)  # with context, their precedents come from the training split too
     fingerprint = split_fingerprint(val_set)
-    train_context, val_context = None, None
+    train_context, val_context, teacher_inputs = None, None, None
     if context_for:
+        asked = train_set
         built = context_for(train_set, val_set, pool)
         train_context, val_context, train_set, val_set = built.train, built.val, built.train_set, built.val_set
+        if config.teacher is not None:  # the teacher reads each example without context, as it was tuned
+            teacher_inputs = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens, None)
+            # a simulated correction changed the target: the teacher, who knows the old rule, does not teach it
+            label_only = set(label_only) | {new.input for old, new in zip(asked, train_set)
+                                            if old.departments != new.departments}
     train_items = encode_examples(train_set, tokenizer, codec, parts, config.max_input_tokens, train_context)
     val_items = encode_examples(val_set, tokenizer, codec, parts, config.max_input_tokens, val_context)
     started = time.perf_counter()
@@ -164,7 +168,7 @@ def train(
                                  stage=stage))
 
     objective = build_objective(base, config, train_set, train_items, val_set, val_items, cache_progress, val_context,
-                                label_only)
+                                label_only, teacher_inputs)
     train_items, val_items = objective.train_items, objective.val_items
     params = objective.parameters()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
