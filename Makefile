@@ -78,9 +78,10 @@ tune-corrections: install
 	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections --method lora --context precedents --simulate-corrections 0.3 --init-adapter router/artifacts/smollm2-complaints --epochs 1 --version smollm2-complaints-corrections
 
 # The same as a soft prompt: the default late prompt r5m taught to read precedents shown by their departments alone
-# (--precedent-chars 0: a third of the prompt tokens), 4 epochs, about 12 min (run P1, shipped)
+# (--precedent-chars 0: a third of the prompt tokens), with r5m's teacher and more-data files, 3 epochs, about 27 min
+# (run P2, shipped)
 tune-corrections-late-prompt: install
-	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt router/artifacts/smollm2-complaints-late-prompt --prompt-layer 4 --context precedents --precedent-chars 0 --simulate-corrections 0.3 --epochs 4 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt-compact
+	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --more-data data/complaints_more2_train.jsonl --teacher router/artifacts/smollm2-complaints --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt router/artifacts/smollm2-complaints-late-prompt --prompt-layer 4 --context precedents --precedent-chars 0 --simulate-corrections 0.3 --epochs 3 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt-p2
 
 # Corrections act at once (data/scenario/RULE.md): before/after table, no retrain
 scenario: install
