@@ -10,7 +10,7 @@ REFERENCE_1 := Where are the 2 extra sets of sheets that are supposed to come wi
 REFERENCE_2 := I see a 2-door model in your TV ad, but why is that not available?
 REFERENCE_3 := I could not get someone on the phone who could fix my problems! Your so-called "SMEs" are just not helpful.
 
-.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-late-prompt-single tune-corrections tune-corrections-late-prompt tune-prompt-ensemble scenario clean
+.PHONY: install demo test test-slow bench eval tune-default tune-v2 tune-late-prompt tune-late-prompt-single tune-corrections tune-corrections-late-prompt tune-policy-late-prompt tune-prompt-ensemble scenario clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -82,6 +82,12 @@ tune-corrections: install
 # (run P2, shipped)
 tune-corrections-late-prompt: install
 	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --more-data data/complaints_more2_train.jsonl --teacher router/artifacts/smollm2-complaints --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt router/artifacts/smollm2-complaints-late-prompt --prompt-layer 4 --context precedents --precedent-chars 0 --simulate-corrections 0.3 --epochs 3 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt-p2
+
+# A soft prompt that reads the policy passages serving retrieves (issue 14): r5m with its teacher and more-data files,
+# --context policy, 3 epochs, about 31 min (run P3, shipped beside; needs the policy store: triage rag ingest)
+tune-policy-late-prompt: install
+	$(BIN)/triage rag ingest
+	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --more-data data/complaints_more2_train.jsonl --teacher router/artifacts/smollm2-complaints --out router/artifacts/smollm2-complaints-policy-late-prompt --method late-prompt --init-prompt router/artifacts/smollm2-complaints-late-prompt --prompt-layer 4 --context policy --epochs 3 --learning-rate 0.02 --version smollm2-complaints-policy-late-prompt-p3
 
 # Corrections act at once (data/scenario/RULE.md): before/after table, no retrain
 scenario: install
