@@ -12,10 +12,10 @@ from textual.widgets import Input, Label, Select
 from router.application.retraining import TuningConfig, describe_error, field_range
 
 # init_text: free text, the business instruction is the sensible default; context, simulated_corrections,
-# init_adapter, init_prompt, train_examples, teacher, cross_teacher, teacher_weight, split_seed: `triage tune` options (a console retrain has no
+# precedent_chars, init_adapter, init_prompt, train_examples, teacher, cross_teacher, teacher_weight, split_seed: `triage tune` options (a console retrain has no
 # retrieval to build a context from, so no precedents to simulate corrections in; trains on all data; starts from and
 # distils as the active late prompt's record says, never from paths typed here; keeps the seed's own validation split)
-SKIPPED = {"init_text", "context", "simulated_corrections", "init_adapter", "init_prompt", "train_examples", "teacher",
+SKIPPED = {"init_text", "context", "simulated_corrections", "precedent_chars", "init_adapter", "init_prompt", "train_examples", "teacher",
            "cross_teacher", "teacher_weight", "split_seed"}
 
 
