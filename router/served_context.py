@@ -35,13 +35,22 @@ def recorded_context(metadata: dict | None) -> dict:
     return context if isinstance(context, dict) and context.get("kind") else NO_CONTEXT
 
 
+def precedent_form(context: dict) -> int | None:
+    """How a recorded context shows each precedent: characters of its complaint (PRECEDENT_CHARS for artifacts tuned
+    before the form was recorded), 0 for its departments alone; None for a context without precedents."""
+    if context.get("kind") not in ("precedents", "both"):
+        return None
+    return context.get("precedent_chars", PRECEDENT_CHARS)
+
+
 def plan_context(strategy: str, tuned, rag: bool, precedents: bool) -> ContextPlan:
     """What to retrieve for a routing with `strategy` (and `tuned`, the artifact it runs, if tuned)."""
     if strategy != "tuned" or tuned is None:
         return ContextPlan(bool(rag), bool(precedents))
     context = recorded_context(tuned.metadata)
     kind = context["kind"]
-    own_policy, own_precedents = kind in ("policy", "both"), kind in ("precedents", "both")
+    form = precedent_form(context)
+    own_policy, own_precedents = kind in ("policy", "both"), form is not None
     extra = [name for name, asked, own in (("policy passages", rag, own_policy), ("precedents", precedents, own_precedents))
              if asked and not own]
     warning = None
@@ -51,5 +60,4 @@ def plan_context(strategy: str, tuned, rag: bool, precedents: bool) -> ContextPl
                    "text it never saw in training (tune one with `triage tune --context ...`)")
     return ContextPlan(own_policy or bool(rag), own_precedents or bool(precedents),
                        context.get("policy_k") if own_policy else None,
-                       context.get("precedents_k") if own_precedents else None, warning,
-                       context.get("precedent_chars") if own_precedents else None)
+                       context.get("precedents_k") if own_precedents else None, warning, form)

@@ -190,9 +190,10 @@ class TuningConfig(BaseModel):
         if self.init_prompt is not None and (self.init_text is not None or self.init == "random"):
             raise ValueError("init_prompt: the starting prompt brings its own initialization text and values; "
                              "drop init_text and init=random")
-        if self.precedent_chars != PRECEDENT_CHARS and self.context not in ("precedents", "both"):
+        reads_precedents = self.context in ("precedents", "both")
+        if self.precedent_chars != PRECEDENT_CHARS and not reads_precedents:
             raise ValueError("precedent_chars: it shapes retrieved precedents; use it with --context precedents or both")
-        if self.simulated_corrections and self.context not in ("precedents", "both"):
+        if self.simulated_corrections and not reads_precedents:
             raise ValueError("simulated_corrections: corrections reach the model as precedents; use it with "
                              "--context precedents or both")
         low, high = LR_RANGES[self.method]

@@ -17,7 +17,7 @@ from typing import Sequence
 from router.artifact import METADATA, SOFT_PROMPT_METHODS, ArtifactError, read_metadata
 from router.atomic import publish_dir
 from router.ensemble import ENSEMBLE_CONFIG, PROMPT_ENSEMBLE, VOTE_RULE
-from router.served_context import PRECEDENT_CHARS
+from router.served_context import precedent_form
 from tuning.model_card import write_model_card
 
 MEMBERS = "members"
@@ -49,9 +49,7 @@ def _check_members(paths: Sequence[Path]) -> list[dict]:
 
 def _context_of(meta: dict) -> tuple:
     context = meta.get("context") or {}
-    kind = context.get("kind", "none")
-    shown = context.get("precedent_chars", PRECEDENT_CHARS) if kind in ("precedents", "both") else None
-    return kind, context.get("policy_k"), context.get("precedents_k"), shown
+    return context.get("kind", "none"), context.get("policy_k"), context.get("precedents_k"), precedent_form(context)
 
 
 def _member_entry(name: str, meta: dict) -> dict:

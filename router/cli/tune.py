@@ -61,7 +61,8 @@ def _progress_printer(stream):
               f"with the highest loss when last seen (0.05-1, default {_default('selective_backprop')} = all).")
 @click.option("--teacher", type=click.Path(exists=True, file_okay=False), default=None,
               help="late-prompt: a LoRA artifact whose probabilities for each decoder decision join the targets "
-              "(distillation), e.g. router/artifacts/smollm2-complaints; it must not have trained on the validation split.")
+              "(distillation), e.g. router/artifacts/smollm2-complaints; it must not have trained on the validation split. "
+              "With --context it reads each complaint without the context, as it was tuned.")
 @click.option("--cross-teacher", type=click.Path(exists=True, file_okay=False), default=None,
               help="late-prompt with --teacher: a second LoRA artifact tuned on other complaints; each training "
               "example one teacher trained on is taught by the other alone (out-of-fold distillation).")
