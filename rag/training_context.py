@@ -20,8 +20,8 @@ from rag.grounding import PRECEDENT_CHARS, ChromaGrounder, compose
 from rag.store import query_in_chunks
 from router.dataset import Example, normalize
 from router.results import Passage
+from router.served_context import uses_policy, uses_precedents
 
-CONTEXTS = ("none", "precedents", "policy", "both")
 NEAR_DUPLICATE_WORDS = 0.5  # word-set overlap (Jaccard) at or above which two complaints are near-duplicates
 NEAR_DUPLICATE_COSINE = 0.95  # embedding similarity at or above which two complaints are near-duplicates
 CANDIDATES = 9  # precedents looked at beyond the k shown, when simulating corrections
@@ -38,14 +38,6 @@ def near_duplicate(a: str, b: str, cosine: float = 0.0) -> bool:
         return True
     wa, wb = words(a), words(b)
     return bool(wa and wb) and len(wa & wb) / len(wa | wb) >= NEAR_DUPLICATE_WORDS
-
-
-def uses_policy(context: str) -> bool:
-    return context in ("policy", "both")
-
-
-def uses_precedents(context: str) -> bool:
-    return context in ("precedents", "both")
 
 
 class LeaveOutPrecedents:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NO_CONTEXT = {"kind": "none"}
+CONTEXTS = ("none", "precedents", "policy", "both")  # what a tune may put in front of a complaint (--context)
 PRECEDENT_CHARS = 160  # characters of a precedent's complaint shown in the prompt, for artifacts that record none
 
 
@@ -29,6 +30,16 @@ class ContextPlan:
         return self.policy or self.precedents
 
 
+def uses_policy(kind: str) -> bool:
+    """Whether a context kind puts policy passages in the prompt."""
+    return kind in ("policy", "both")
+
+
+def uses_precedents(kind: str) -> bool:
+    """Whether a context kind puts labeled precedents in the prompt."""
+    return kind in ("precedents", "both")
+
+
 def recorded_context(metadata: dict | None) -> dict:
     """The context an artifact was tuned with ({"kind": "none"} for one tuned without)."""
     context = (metadata or {}).get("context") or NO_CONTEXT
@@ -38,7 +49,7 @@ def recorded_context(metadata: dict | None) -> dict:
 def precedent_form(context: dict) -> int | None:
     """How a recorded context shows each precedent: characters of its complaint (PRECEDENT_CHARS for artifacts tuned
     before the form was recorded), 0 for its departments alone; None for a context without precedents."""
-    if context.get("kind") not in ("precedents", "both"):
+    if not uses_precedents(str(context.get("kind"))):
         return None
     return context.get("precedent_chars", PRECEDENT_CHARS)
 
@@ -50,7 +61,7 @@ def plan_context(strategy: str, tuned, rag: bool, precedents: bool) -> ContextPl
     context = recorded_context(tuned.metadata)
     kind = context["kind"]
     form = precedent_form(context)
-    own_policy, own_precedents = kind in ("policy", "both"), form is not None
+    own_policy, own_precedents = uses_policy(kind), form is not None
     extra = [name for name, asked, own in (("policy passages", rag, own_policy), ("precedents", precedents, own_precedents))
              if asked and not own]
     warning = None

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from router.served_context import PRECEDENT_CHARS
+from router.served_context import PRECEDENT_CHARS, uses_precedents
 
 
 LR_RANGES = {"late-prompt": (0.001, 0.5), "prompt": (0.01, 0.5), "prefix": (0.01, 0.5), "lora": (1e-5, 0.01)}
@@ -190,7 +190,7 @@ class TuningConfig(BaseModel):
         if self.init_prompt is not None and (self.init_text is not None or self.init == "random"):
             raise ValueError("init_prompt: the starting prompt brings its own initialization text and values; "
                              "drop init_text and init=random")
-        reads_precedents = self.context in ("precedents", "both")
+        reads_precedents = uses_precedents(self.context)
         if self.precedent_chars != PRECEDENT_CHARS and not reads_precedents:
             raise ValueError("precedent_chars: it shapes retrieved precedents; use it with --context precedents or both")
         if self.simulated_corrections and not reads_precedents:

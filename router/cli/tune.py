@@ -10,6 +10,7 @@ import click
 
 from router.cli.common import get_settings
 from router.dataset import load_examples
+from router.served_context import CONTEXTS
 from tuning.config import DEFAULT_LR, LR_RANGES, field_default as _default
 
 
@@ -68,7 +69,7 @@ def _progress_printer(stream):
               "example one teacher trained on is taught by the other alone (out-of-fold distillation).")
 @click.option("--teacher-weight", type=float, default=None,
               help=f"late-prompt with --teacher: the teacher's share of each target (0-1, default {_default('teacher_weight')}).")
-@click.option("--context", type=click.Choice(["none", "precedents", "policy", "both"]), default=None,
+@click.option("--context", type=click.Choice(CONTEXTS), default=None,
               help="Retrieved text in front of each training complaint, as serving puts it: precedents (from the "
               "training split, never the example itself or a near-duplicate), policy (passages from the RAG store: "
               "run `triage rag ingest` first), both, or none (default). Serving retrieves the same automatically.")
