@@ -78,10 +78,11 @@ tune-corrections: install
 	$(BIN)/triage tune --data data/complaints.jsonl --out router/artifacts/smollm2-complaints-corrections --method lora --context precedents --simulate-corrections 0.3 --init-adapter router/artifacts/smollm2-complaints --epochs 1 --version smollm2-complaints-corrections
 
 # The same as a soft prompt: the default late prompt r5m taught to read precedents shown by their departments alone
-# (--precedent-chars 0: a third of the prompt tokens), with r5m's teacher and more-data files, 3 epochs, about 27 min
-# (run P2, shipped)
+# (--precedent-chars 0: a third of the prompt tokens), 5 of them a complaint (TRIAGE_PRECEDENTS_K=5, recorded in the artifact),
+# with r5m's teacher and more-data files, 3 epochs, about 30 min
+# (run P5, shipped; P2 was the same with 3 precedents)
 tune-corrections-late-prompt: install
-	$(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --more-data data/complaints_more2_train.jsonl --teacher router/artifacts/smollm2-complaints --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt router/artifacts/smollm2-complaints-late-prompt --prompt-layer 4 --context precedents --precedent-chars 0 --simulate-corrections 0.3 --epochs 3 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt-p2
+	TRIAGE_PRECEDENTS_K=5 $(BIN)/triage tune --data data/complaints.jsonl --more-data data/complaints_more.jsonl --more-data data/complaints_more2_train.jsonl --teacher router/artifacts/smollm2-complaints --out router/artifacts/smollm2-complaints-corrections-late-prompt --method late-prompt --init-prompt router/artifacts/smollm2-complaints-late-prompt --prompt-layer 4 --context precedents --precedent-chars 0 --simulate-corrections 0.3 --epochs 3 --learning-rate 0.02 --version smollm2-complaints-corrections-late-prompt-p5
 
 # A soft prompt that reads the policy passages serving retrieves (issue 14): r5m with its teacher and more-data files,
 # --context policy, 3 epochs, about 31 min (run P3, shipped beside; needs the policy store: triage rag ingest)

@@ -8,7 +8,8 @@ leave-out index a context tune uses (rag.training_context.LeaveOutPrecedents), n
 precedents it prints how often their majority vote (a department named by more than half of them) is the labeled
 set, and how often the labeled set is one of the k. With --routed (the JSONL `triage route --input F --output R`
 writes), it also counts, on the complaints the model routed wrong, how many the vote gets right (what following the
-precedents could fix) and, on those it routed right, how many the vote gets wrong (what following them would break).
+precedents could fix) and how many have the labeled set among the k, and, on those it routed right, how many the vote
+gets wrong (what following them would break).
 """
 
 from __future__ import annotations
@@ -72,18 +73,20 @@ def main(argv: list[str] | None = None) -> int:
         if routed:
             wrong = [i for i, r in enumerate(routed) if r != gold[i]]
             row |= {"model_wrong": len(wrong), "vote_right_where_model_wrong": sum(votes[i] == gold[i] for i in wrong),
+                    "among_k_where_model_wrong": sum(gold[i] in labels[i][:k] for i in wrong),
                     "vote_wrong_where_model_right": sum(votes[i] != gold[i] for i in range(len(gold)) if i not in wrong)}
         rows.append(row)
     if args.json:
         print(json.dumps({"data": str(args.data), "pool": len(pool), "n": len(judged), "rows": rows}))
         return 0
     print(f"{args.data}: {len(judged)} complaints, precedents from {len(pool)} labeled ones")
-    extra = "  model wrong  vote right there  vote wrong where model right" if routed else ""
+    extra = "  model wrong  vote right there  among k there  vote wrong where model right" if routed else ""
     print(f"{'k':>3}  {'vote exact-set':>14}  {'labeled set among k':>19}{extra}")
     for row in rows:
         line = f"{row['k']:>3}  {row['vote_exact']:>14.3f}  {row['gold_among_k']:>19.3f}"
         if routed:
             line += (f"  {row['model_wrong']:>11}  {row['vote_right_where_model_wrong']:>16}"
+                     f"  {row['among_k_where_model_wrong']:>13}"
                      f"  {row['vote_wrong_where_model_right']:>29}")
         print(line)
     return 0

@@ -172,6 +172,22 @@ def test_a_context_tuned_artifact_is_served_with_its_recorded_context(tiny_base,
     assert {p.kind for p in asked.passages} == {"policy", "precedent"}
 
 
+def test_the_number_of_precedents_a_model_was_tuned_with_is_the_number_served(tiny_base, tiny_train_file, tmp_path,
+                                                                              precedent_store):
+    """TRIAGE_PRECEDENTS_K at tune time is recorded; serving that model retrieves as many, whatever the setting says."""
+    from router.service import RouterService
+
+    tuned_with_five = precedent_store.model_copy(update={"precedents_k": 5})
+    artifact, seen = tune_with_context(tiny_base, tiny_train_file, tmp_path / "ctx-5", tuned_with_five)
+    assert json.loads((artifact / "triage.json").read_text())["context"]["precedents_k"] == 5
+    assert all(c.count("\nDepartments: ") == 5 for c in seen["train"])
+    assert precedent_store.precedents_k == 3
+    service = RouterService(precedent_store, base=tiny_base, grounder=ChromaGrounder(precedent_store),
+                            tuned_path=artifact)
+    routing = service.route("The toaster is dead, it never worked.")
+    assert [p.kind for p in routing.passages] == ["precedent"] * 5
+
+
 def test_a_model_tuned_without_context_warns_when_served_precedents(tiny_service, precedent_store, tiny_base, caplog):
     from router.service import RouterService
 

@@ -37,6 +37,7 @@ def test_reports_the_vote_and_what_it_fixes_and_breaks(tmp_path, capsys):
     assert row["vote_exact"] == 0.5 and row["gold_among_k"] == 0.5
     assert row["model_wrong"] == 1
     assert row["vote_right_where_model_wrong"] == 1  # the precedent would fix the grinder
+    assert row["among_k_where_model_wrong"] == 1
     assert row["vote_wrong_where_model_right"] == 1  # and break the rude agent
 
 
