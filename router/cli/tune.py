@@ -72,7 +72,8 @@ def _progress_printer(stream):
 @click.option("--context", type=click.Choice(CONTEXTS), default=None,
               help="Retrieved text in front of each training complaint, as serving puts it: precedents (from the "
               "training split, never the example itself or a near-duplicate), policy (passages from the RAG store: "
-              "run `triage rag ingest` first), both, or none (default). Serving retrieves the same automatically.")
+              "run `triage rag ingest` first), both, or none (default). How many of each: TRIAGE_PRECEDENTS_K and "
+              "TRIAGE_RAG_TOP_K (default 3), recorded in the artifact. Serving retrieves the same automatically.")
 @click.option("--simulate-corrections", "simulated_corrections", type=float, default=None,
               help="With --context precedents|both: share of training examples rewritten as if a rule had just "
               "changed and a similar complaint had been corrected by a supervisor (0-0.5, default 0), so that "
