@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rag.training_context import LeaveOutPrecedents
     from router.dataset import load_examples
+    from router.departments import parse_departments
 
     pool = [ex for path in args.train or [ROOT / "data/complaints.jsonl"] for ex in load_examples(path)]
     judged = load_examples(args.data)
@@ -62,16 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         found = index.search_many([ex.input for ex in judged], max(ks))
     finally:
         index.close()
-    labels = [[frozenset(p.title.split(", ")) for p in row] for row in found]
+    labels = [[frozenset(parse_departments(p.title)) for p in row] for row in found]
     gold = [frozenset(ex.departments) for ex in judged]
     routed = routed_sets(args.routed, len(judged)) if args.routed else None
+    wrong = {i for i, r in enumerate(routed) if r != gold[i]} if routed else set()
     rows = []
     for k in ks:
-        votes = [vote(row[:k]) for row in labels]
+        votes = [vote(near[:k]) for near in labels]
         row = {"k": k, "vote_exact": sum(v == g for v, g in zip(votes, gold)) / len(gold),
-               "gold_among_k": sum(g in row[:k] for row, g in zip(labels, gold)) / len(gold)}
+               "gold_among_k": sum(g in near[:k] for near, g in zip(labels, gold)) / len(gold)}
         if routed:
-            wrong = [i for i, r in enumerate(routed) if r != gold[i]]
             row |= {"model_wrong": len(wrong), "vote_right_where_model_wrong": sum(votes[i] == gold[i] for i in wrong),
                     "among_k_where_model_wrong": sum(gold[i] in labels[i][:k] for i in wrong),
                     "vote_wrong_where_model_right": sum(votes[i] != gold[i] for i in range(len(gold)) if i not in wrong)}

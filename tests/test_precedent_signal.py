@@ -8,12 +8,8 @@ from __future__ import annotations
 import json
 
 from scripts.precedent_signal import main, vote
+from test_retrain_helpers import write_jsonl
 from tests.conftest import TINY_TRAIN
-
-
-def write_jsonl(path, pairs):
-    path.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in pairs))
-    return path
 
 
 def test_vote_keeps_departments_named_by_a_majority():
